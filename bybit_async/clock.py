@@ -1,0 +1,90 @@
+"""The server clock: local wall time plus an offset measured against Bybit.
+
+Bybit accepts a timestamp only when
+``server_time - recv_window <= timestamp < server_time + 1000``, so a client
+clock just one second fast is rejected.  :class:`ServerClock` asks the server
+for its time (``GET /v5/market/time``), assumes the answer was taken halfway
+through the round trip, and keeps the difference as an offset.  Widening
+``recv_window`` would hide a slow clock but never a fast one.
+
+Syncs are shared: while one is under way, every caller awaits the same one,
+and a caller whose request was signed before the latest sync skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+__all__ = ["ServerClock", "wall_clock_ms"]
+
+
+def wall_clock_ms() -> int:
+    """Return the local wall-clock time in Unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class ServerClock:
+    """Estimates the server's time from the local clock and a measured offset.
+
+    *local_ms* is the local clock (Unix milliseconds); inject another to test.
+    """
+
+    __slots__ = ("_local_ms", "_pending", "generation", "offset_ms", "round_trip_ms")
+
+    def __init__(self, local_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self._local_ms = local_ms
+        self._pending: asyncio.Future[None] | None = None
+        #: Server time minus local time, ms; None until the first sync.
+        self.offset_ms: int | None = None
+        #: Round trip of the last sync, ms.
+        self.round_trip_ms: int | None = None
+        #: Counts completed syncs; a request records it when signed.
+        self.generation = 0
+
+    @property
+    def synced(self) -> bool:
+        """Whether an offset has been measured."""
+        return self.offset_ms is not None
+
+    def now_ms(self) -> int:
+        """Return the estimated server time in Unix milliseconds."""
+        return self._local_ms() + (self.offset_ms or 0)
+
+    async def sync(
+        self, fetch: Callable[[], Awaitable[int]], *, signed_at_generation: int | None = None
+    ) -> None:
+        """Measure the offset with *fetch*, which returns the server time in ms.
+
+        With *signed_at_generation*, skip the sync when a newer one has completed
+        since a request was signed at that generation.  Concurrent callers share
+        one fetch; cancelling one caller does not cancel it for the others.
+        """
+        if signed_at_generation is not None and signed_at_generation != self.generation:
+            return
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.ensure_future(self._measure(fetch))
+            pending.add_done_callback(self._finished)
+        await asyncio.shield(pending)
+
+    async def _measure(self, fetch: Callable[[], Awaitable[int]]) -> None:
+        before = self._local_ms()
+        server = await fetch()
+        after = self._local_ms()
+        self.offset_ms = server - (before + after) // 2
+        self.round_trip_ms = after - before
+        self.generation += 1
+
+    def _finished(self, future: asyncio.Future[None]) -> None:
+        self._pending = None
+        # Every caller may have been cancelled: retrieve the outcome so that
+        # asyncio does not report an exception that nobody awaited.
+        if not future.cancelled():
+            future.exception()
+
+    def cancel(self) -> None:
+        """Cancel a sync under way, if any."""
+        if self._pending is not None:
+            self._pending.cancel()

@@ -1,0 +1,188 @@
+"""Which failures are retried, and the back-off between attempts.
+
+Failures fall into three kinds, by what the client knows of the request's fate:
+
+* rejected before execution (no connection, HTTP 429, retCode 10006 or 10002):
+  always safe to send again;
+* outcome unknown (timeout or dropped connection after sending, 5xx, a body that
+  is not JSON, retCode 10000 or 10016): sent again only for idempotent requests,
+  since a retry could apply a non-idempotent request twice;
+* final (everything else: bad parameters, auth, permissions, positions, HTTP
+  401/403/404): raised at once.
+
+:data:`RETRY_RULES` is that decision as one table, and :func:`should_retry`
+its only reader.  :class:`RetryPolicy` makes the first attempt directly and
+brings in tenacity only once an attempt has failed, so a call that succeeds
+first time pays nothing for the retry machinery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .errors import (
+    BybitError,
+    ConnectError,
+    ConnectionDroppedError,
+    InvalidResponseError,
+    IPRateLimitError,
+    RateLimitError,
+    RequestTimeout,
+    ServerBusyError,
+    ServerError,
+    TimestampError,
+    TooManyRequestsError,
+    TransportError,
+)
+
+__all__ = ["RETRY_RULES", "Retry", "RetryPolicy", "RetryRule", "rule_for", "should_retry"]
+
+T = TypeVar("T")
+
+
+class Retry(enum.Enum):
+    """When a failure may be retried."""
+
+    NEVER = "never"
+    #: The request was rejected before execution.
+    ALWAYS = "always"
+    #: The outcome is unknown: retry only requests declared idempotent.
+    IF_IDEMPOTENT = "if idempotent"
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    """How to treat one kind of failure."""
+
+    retry: Retry
+    #: Measure the server clock again before the next attempt.
+    resync_clock: bool = False
+
+
+_NEVER = RetryRule(Retry.NEVER)
+
+#: Exception class -> rule; the most derived listed class of an error applies.
+RETRY_RULES: Mapping[type[BybitError], RetryRule] = MappingProxyType(
+    {
+        ConnectError: RetryRule(Retry.ALWAYS),
+        TooManyRequestsError: RetryRule(Retry.ALWAYS),
+        RateLimitError: RetryRule(Retry.ALWAYS),
+        IPRateLimitError: _NEVER,
+        TimestampError: RetryRule(Retry.ALWAYS, resync_clock=True),
+        TransportError: RetryRule(Retry.IF_IDEMPOTENT),
+        RequestTimeout: RetryRule(Retry.IF_IDEMPOTENT),
+        ConnectionDroppedError: RetryRule(Retry.IF_IDEMPOTENT),
+        ServerError: RetryRule(Retry.IF_IDEMPOTENT),
+        InvalidResponseError: RetryRule(Retry.IF_IDEMPOTENT),
+        ServerBusyError: RetryRule(Retry.IF_IDEMPOTENT),
+    }
+)
+
+
+def rule_for(error: BaseException) -> RetryRule:
+    """Return the rule for *error*: its most derived class listed in :data:`RETRY_RULES`."""
+    for cls in type(error).__mro__:
+        rule = RETRY_RULES.get(cls)
+        if rule is not None:
+            return rule
+    return _NEVER
+
+
+def should_retry(error: BaseException, idempotent: bool) -> bool:
+    """Return whether a request that failed with *error* may be sent again."""
+    retry = rule_for(error).retry
+    return retry is Retry.ALWAYS or (retry is Retry.IF_IDEMPOTENT and idempotent)
+
+
+class RetryPolicy:
+    """Up to *max_retries* retries with exponential back-off and full jitter.
+
+    The n-th retry waits a random time up to ``min(max_wait, initial_wait * 2**n)``,
+    or longer when the server said how long to wait (:attr:`BybitError.retry_after`).
+    """
+
+    __slots__ = ("_backoff", "initial_wait", "max_retries", "max_wait", "sleep")
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        *,
+        initial_wait: float = 0.25,
+        max_wait: float = 8.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise TypeError(f"max_retries must be an int, got {max_retries!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must not be negative, got {max_retries}")
+        if not initial_wait > 0 or not max_wait >= initial_wait:
+            raise ValueError("backoff needs 0 < initial_wait <= max_wait")
+        self.max_retries = max_retries
+        self.initial_wait = initial_wait
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self._backoff = wait_random_exponential(multiplier=initial_wait, max=max_wait)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = float(self._backoff(state))
+        error = state.outcome.exception() if state.outcome else None
+        hint = error.retry_after if isinstance(error, BybitError) else None
+        return max(backoff, hint) if hint is not None else backoff
+
+    async def call(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        idempotent: bool,
+        before_retry: Callable[[BybitError, RetryRule], Awaitable[None]],
+    ) -> T:
+        """Return ``await attempt(n)`` for n = 1, 2, ... until it succeeds or may not retry.
+
+        *before_retry* runs after the back-off, before each new attempt, with the
+        previous error.  The error finally raised has ``attempts`` set.
+        """
+        try:
+            return await attempt(1)
+        except BybitError as error:
+            if self.max_retries == 0 or not should_retry(error, idempotent):
+                raise
+            last = error
+        pending: BybitError | None = last
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: should_retry(e, idempotent)),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            async for try_ in retrying:
+                with try_:
+                    if pending is not None:
+                        # Replay the failed first attempt so tenacity counts it and waits.
+                        replay, pending = pending, None
+                        raise replay
+                    await before_retry(last, rule_for(last))
+                    try:
+                        return await attempt(try_.retry_state.attempt_number)
+                    except BybitError as failed:
+                        last = failed
+                        raise
+        except BybitError as final:
+            final.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
+        raise AssertionError("unreachable: tenacity neither returned nor raised")

@@ -1,0 +1,510 @@
+"""The session: one connection pool, limiter, clock and retry policy per process.
+
+Every request goes through :meth:`BybitSession.request`, which serializes the
+parameters once and then, for each attempt, waits for the limiter, stamps and
+signs the request afresh, sends it and maps the answer.  Endpoint methods such
+as :meth:`BybitSession.set_auto_add_margin` only validate their arguments and
+call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Literal, cast
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ._version import __version__
+from .clock import ServerClock
+from .errors import (
+    BybitAPIError,
+    BybitError,
+    ConnectError,
+    ConnectionDroppedError,
+    InvalidResponseError,
+    RequestTimeout,
+    TransportError,
+    error_for_ret_code,
+    error_for_status,
+    is_not_modified,
+)
+from .models import ApiResponse, PositionIdx
+from .ratelimit import Limiter, LocalLimiter, RateLimits
+from .retry import RetryPolicy, RetryRule
+from .signing import HmacSigner, Signer
+
+__all__ = ["DEFAULT_RATE_LIMITS", "HOSTS", "BybitSession"]
+
+_log = logging.getLogger("bybit_async")
+
+#: Bybit's REST hosts by name; any of these names, or a URL, may be given as ``base_url``.
+HOSTS: Mapping[str, str] = MappingProxyType(
+    {
+        "mainnet": "https://api.bybit.com",
+        "bytick": "https://api.bytick.com",
+        "testnet": "https://api-testnet.bybit.com",
+        "demo": "https://api-demo.bybit.com",
+        "nl": "https://api.bybit.nl",
+        "tr": "https://api.bybit.tr",
+        "kz": "https://api.bybit.kz",
+        "ge": "https://api.bybitgeorgia.ge",
+        "ae": "https://api.bybit.ae",
+        "id": "https://api.bybit.id",
+        "eu": "https://api.bybit.eu",
+        "jp": "https://api.manepa.jp",
+    }
+)
+
+#: Bybit's published limits: 600 requests per 5 s per IP, and the per-endpoint table.
+DEFAULT_RATE_LIMITS: Final = RateLimits()
+
+SET_AUTO_ADD_MARGIN: Final = "/v5/position/set-auto-add-margin"
+SERVER_TIME: Final = "/v5/market/time"
+
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
+
+# aiohttp's exceptions -> ours; the most derived listed class of an error applies.
+# A connect timeout means nothing was sent; any other timeout may follow the send.
+_TRANSPORT_ERRORS: Mapping[type[BaseException], type[TransportError]] = {
+    aiohttp.ConnectionTimeoutError: ConnectError,
+    aiohttp.ClientConnectorError: ConnectError,
+    aiohttp.ServerDisconnectedError: ConnectionDroppedError,
+    aiohttp.ClientOSError: ConnectionDroppedError,
+    aiohttp.ClientPayloadError: ConnectionDroppedError,
+    aiohttp.ServerTimeoutError: RequestTimeout,
+    asyncio.TimeoutError: RequestTimeout,
+    TimeoutError: RequestTimeout,
+    aiohttp.ClientError: TransportError,
+}
+
+
+def _transport_error(exc: BaseException, method: str, path: str) -> TransportError:
+    cls = next(
+        (c for k in type(exc).__mro__ if (c := _TRANSPORT_ERRORS.get(k)) is not None),
+        TransportError,
+    )
+    detail = str(exc) or type(exc).__name__
+    return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
+
+
+def _int_header(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not value > 0:  # type: ignore[operator]
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def auto_add_margin_params(
+    symbol: str,
+    auto_add_margin: bool | int,
+    *,
+    category: str = "linear",
+    position_idx: int | None = None,
+) -> dict[str, Any]:
+    """Validate the arguments of set-auto-add-margin and return its JSON body.
+
+    Raises :exc:`TypeError` or :exc:`ValueError` for anything Bybit would reject.
+    """
+    if not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
+    if not _SYMBOL.match(symbol):
+        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
+        raise ValueError(f"symbol must be uppercase letters and digits, got {symbol!r}{hint}")
+    if category != "linear":
+        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
+    if isinstance(auto_add_margin, bool) or (
+        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
+    ):
+        flag = int(auto_add_margin)
+    elif isinstance(auto_add_margin, int):
+        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
+    else:
+        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
+    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
+    if position_idx is not None:
+        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
+            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
+        if position_idx not in (0, 1, 2):
+            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
+        params["positionIdx"] = int(position_idx)
+    return params
+
+
+class BybitSession:
+    """An asyncio client for Bybit's V5 REST API.
+
+    Create one per process and share it between coroutines: it owns the
+    connection pool, the rate limiter and the server clock.  Use it as an
+    async context manager, or call :meth:`close` when done.
+
+    *base_url* is a URL or a name from :data:`HOSTS`; *testnet* and *demo*
+    pick those hosts.  *recv_window* (ms) is how old a request may arrive;
+    *timeout* (s) bounds each attempt.  Failed requests are retried up to
+    *max_retries* times (see :mod:`bybit_async.retry`), waiting between
+    *backoff_initial* and *backoff_max* seconds.  *rate_limits* are the limits
+    kept on the client side; None turns client-side limiting off, and a
+    *limiter* replaces the built-in one.  *proxy* is an HTTP proxy URL.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str | bytes | None = None,
+        *,
+        base_url: str | None = None,
+        testnet: bool = False,
+        demo: bool = False,
+        recv_window: int = 5000,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
+        limiter: Limiter | None = None,
+        signer: Signer | None = None,
+        proxy: str | None = None,
+        max_connections: int = 100,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 8.0,
+        clock: ServerClock | None = None,
+    ) -> None:
+        if not isinstance(api_key, str):
+            raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
+        if not api_key or api_key != api_key.strip():
+            raise ValueError("api_key must be a non-empty string without surrounding spaces")
+        if signer is None:
+            if api_secret is None or api_secret in ("", b""):
+                raise ValueError("api_secret is required (or pass signer=)")
+            signer = HmacSigner(api_secret)
+        elif api_secret is not None:
+            raise ValueError("pass either api_secret or signer, not both")
+        _check_positive("recv_window", recv_window, int)
+        _check_positive("timeout", timeout, (int, float))
+        _check_positive("max_connections", max_connections, int)
+        if testnet and demo:
+            raise ValueError("testnet and demo are different hosts: choose one")
+        if base_url is None:
+            base_url = HOSTS["testnet" if testnet else "demo" if demo else "mainnet"]
+        elif testnet or demo:
+            raise ValueError("base_url excludes testnet= and demo=")
+        base_url = HOSTS.get(base_url, base_url).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL or one of {sorted(HOSTS)}")
+        if proxy is not None and not proxy.startswith(("http://", "https://")):
+            raise ValueError("proxy must be an http(s) URL")
+        if limiter is None and rate_limits is not None:
+            limiter = LocalLimiter(rate_limits)
+
+        self._api_key = api_key
+        self._base_url = base_url
+        self._recv_window = recv_window
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._signer = signer
+        self._limiter = limiter
+        self._proxy = proxy
+        self._max_connections = max_connections
+        self._clock = clock or ServerClock()
+        self._retry = RetryPolicy(max_retries, initial_wait=backoff_initial, max_wait=backoff_max)
+        self._http: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._urls: dict[str, URL] = {}
+        # The constant part of the string to sign, and of the headers.
+        self._key_window = f"{api_key}{recv_window}".encode()
+        self._headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
+        self._auth_headers = {
+            **self._headers,
+            "X-BAPI-API-KEY": api_key,
+            "X-BAPI-RECV-WINDOW": str(recv_window),
+            "X-BAPI-SIGN-TYPE": signer.sign_type,
+        }
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> BybitSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool.  Closing twice is harmless."""
+        self._closed = True
+        self._clock.cancel()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    @property
+    def base_url(self) -> str:
+        """The host requests go to."""
+        return self._base_url
+
+    @property
+    def sign_type(self) -> str:
+        """The ``X-BAPI-SIGN-TYPE`` of this session's signer (``"2"`` for HMAC)."""
+        return self._signer.sign_type
+
+    @property
+    def clock(self) -> ServerClock:
+        """The session's estimate of the server clock."""
+        return self._clock
+
+    def __repr__(self) -> str:
+        key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
+        state = "closed" if self._closed else "open"
+        return f"<BybitSession {self._base_url} api_key={key!r} {state}>"
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this BybitSession is closed")
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._http
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base_url + path, encoded=True)
+        return url
+
+    # -- the one request path --------------------------------------------------
+
+    async def request(
+        self,
+        method: Literal["GET", "POST"],
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        signed: bool = True,
+        idempotent: bool | None = None,
+    ) -> ApiResponse:
+        """Send a request to any V5 endpoint and return the answer.
+
+        POST *params* go as a JSON body, GET *params* as the query string.  The
+        request is signed unless *signed* is false.  Failures where the request
+        may have been executed are retried only when *idempotent* (default: true
+        for GET, false for POST).  Raises a :class:`~bybit_async.errors.BybitError`
+        when Bybit does not answer with success.
+        """
+        if method not in ("GET", "POST"):
+            raise ValueError(f"method must be 'GET' or 'POST', got {method!r}")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {path!r}")
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+        if method == "POST":
+            payload = orjson.dumps(params or {})
+            url = self._url(path)
+        else:
+            payload = urlencode(params or {}).encode()
+            url = URL(
+                f"{self._base_url}{path}?{payload.decode()}" if payload else self._base_url + path,
+                encoded=True,
+            )
+        if idempotent is None:
+            idempotent = method == "GET"
+        return await self._call(method, path, url, payload, signed, idempotent)
+
+    async def _call(
+        self, method: str, path: str, url: URL, payload: bytes, signed: bool, idempotent: bool
+    ) -> ApiResponse:
+        async def attempt(number: int) -> ApiResponse:
+            return await self._send(method, path, url, payload, signed, number)
+
+        return await self._retry.call(
+            attempt, idempotent=idempotent, before_retry=self._before_retry
+        )
+
+    async def _before_retry(self, error: BybitError, rule: RetryRule) -> None:
+        _log.info("retrying %s %s after %s", error.method, error.path, type(error).__name__)
+        if rule.resync_clock:
+            generation = error.clock_generation if isinstance(error, BybitAPIError) else None
+            await self._clock.sync(self._fetch_server_time, signed_at_generation=generation)
+
+    async def _send(
+        self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
+    ) -> ApiResponse:
+        http = self._http or self._open()
+        clock = self._clock
+        if signed and clock.offset_ms is None:
+            await clock.sync(self._fetch_server_time)
+        if self._limiter is not None:
+            await self._limiter.acquire(path)
+        generation = clock.generation
+        if signed:
+            timestamp = str(clock.now_ms())
+            signature = self._signer.sign(timestamp.encode() + self._key_window + payload)
+            headers = {
+                **self._auth_headers,
+                "X-BAPI-TIMESTAMP": timestamp,
+                "X-BAPI-SIGN": signature,
+            }
+        else:
+            headers = self._headers
+        try:
+            async with http.request(
+                method,
+                url,
+                data=payload if method == "POST" else None,
+                headers=headers,
+                proxy=self._proxy,
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                resp_headers = resp.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            failure = _transport_error(exc, method, path)
+            _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
+            raise failure from exc
+
+        limit_status = _int_header(resp_headers.get("X-Bapi-Limit-Status"))
+        reset_at = _int_header(resp_headers.get("X-Bapi-Limit-Reset-Timestamp"))
+        retry_after: float | None = None
+        if limit_status == 0 and reset_at is not None:
+            retry_after = max(0.0, (reset_at - clock.now_ms()) / 1000)
+            if self._limiter is not None:
+                self._limiter.observe(path, limit_status, retry_after)
+        elif (header := _int_header(resp_headers.get("Retry-After"))) is not None:
+            retry_after = float(header)
+
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)
+        if status != 200:
+            error: BybitError = error_for_status(status, body, method=method, path=path)
+        else:
+            try:
+                envelope = orjson.loads(body)
+                ret_code = envelope["retCode"]
+                ret_msg = envelope.get("retMsg") or ""
+            except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+                ret_code = None
+            if type(ret_code) is not int:
+                error = InvalidResponseError(body, method=method, path=path)
+            elif ret_code == 0 or is_not_modified(path, ret_code, ret_msg):
+                return ApiResponse(
+                    ret_code,
+                    ret_msg,
+                    envelope.get("result"),
+                    envelope.get("retExtInfo"),
+                    envelope.get("time"),
+                    _int_header(resp_headers.get("X-Bapi-Limit")),
+                    limit_status,
+                    reset_at,
+                    ret_code == 0,
+                    number,
+                )
+            else:
+                api_error = error_for_ret_code(
+                    ret_code, ret_msg, envelope.get("retExtInfo"), method=method, path=path
+                )
+                api_error.clock_generation = generation
+                error = api_error
+        error.retry_after = retry_after
+        raise error
+
+    async def _fetch_server_time(self) -> int:
+        resp = await self._send("GET", SERVER_TIME, self._url(SERVER_TIME), b"", False, 1)
+        try:
+            return int(resp.result["timeNano"]) // 1_000_000
+        except (TypeError, KeyError, ValueError):
+            raise InvalidResponseError(
+                orjson.dumps(resp.result), method="GET", path=SERVER_TIME
+            ) from None
+
+    # -- endpoints -------------------------------------------------------------
+
+    async def get_server_time(self) -> int:
+        """Return Bybit's time in Unix milliseconds (``GET /v5/market/time``)."""
+        return await self._retry.call(
+            lambda _: self._fetch_server_time(), idempotent=True, before_retry=self._before_retry
+        )
+
+    async def set_auto_add_margin(
+        self,
+        symbol: str,
+        auto_add_margin: bool | int,
+        *,
+        category: str = "linear",
+        position_idx: int | PositionIdx | None = None,
+    ) -> ApiResponse:
+        """Turn auto-add-margin on or off for an isolated-margin position.
+
+        ``POST /v5/position/set-auto-add-margin``.  *symbol* is uppercase, such as
+        ``"BTCUSDT"``; *auto_add_margin* is a bool or 1/0; *position_idx* is
+        required for hedge-mode positions (1 buy side, 2 sell side) and left out
+        of the request when None.  When the flag already had the requested
+        value, the answer has ``modified`` false instead of raising.
+        """
+        params = auto_add_margin_params(
+            symbol, auto_add_margin, category=category, position_idx=position_idx
+        )
+        return await self._call(
+            "POST",
+            SET_AUTO_ADD_MARGIN,
+            self._url(SET_AUTO_ADD_MARGIN),
+            orjson.dumps(params),
+            True,
+            True,
+        )
+
+    async def set_auto_add_margin_many(
+        self,
+        symbols: Iterable[str],
+        auto_add_margin: bool | int,
+        *,
+        category: str = "linear",
+        position_idx: int | PositionIdx | None = None,
+    ) -> list[ApiResponse | Exception]:
+        """Set auto-add-margin for every symbol in *symbols* concurrently.
+
+        Returns one outcome per symbol, in input order: the :class:`ApiResponse`,
+        or the exception that symbol's request raised.  One symbol's failure
+        neither cancels nor hides the others.  Every argument is checked before
+        any request is sent.
+        """
+        if isinstance(symbols, str):
+            raise TypeError("symbols must be an iterable of symbols, not one str")
+        bodies = [
+            orjson.dumps(
+                auto_add_margin_params(
+                    s, auto_add_margin, category=category, position_idx=position_idx
+                )
+            )
+            for s in symbols
+        ]
+        url = self._url(SET_AUTO_ADD_MARGIN)
+        outcomes = await asyncio.gather(
+            *(self._call("POST", SET_AUTO_ADD_MARGIN, url, b, True, True) for b in bodies),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        return cast("list[ApiResponse | Exception]", outcomes)
+
+
+_USER_AGENT = f"bybit-async/{__version__}"
