@@ -15,11 +15,58 @@ __all__ = ["SYMBOLS", "run_demo"]
 #: The symbols the demo sets, in the order it reports them.
 SYMBOLS = [
     f"{base}USDT"
-    for base in (
-        "BTC ETH SOL XRP DOGE ADA AVAX LINK DOT TRX TON SHIB LTC BCH NEAR UNI APT ICP "
-        "ETC FIL ATOM ARB OP INJ SUI SEI TIA STX IMX HBAR VET MKR AAVE GRT RUNE ALGO "
-        "EGLD SAND MANA AXS FTM THETA FLOW CHZ KAVA ZIL ENS LDO CRV DYDX"
-    ).split()
+    for base in [
+        "BTC",
+        "ETH",
+        "SOL",
+        "XRP",
+        "DOGE",
+        "ADA",
+        "AVAX",
+        "LINK",
+        "DOT",
+        "TRX",
+        "TON",
+        "SHIB",
+        "LTC",
+        "BCH",
+        "NEAR",
+        "UNI",
+        "APT",
+        "ICP",
+        "ETC",
+        "FIL",
+        "ATOM",
+        "ARB",
+        "OP",
+        "INJ",
+        "SUI",
+        "SEI",
+        "TIA",
+        "STX",
+        "IMX",
+        "HBAR",
+        "VET",
+        "MKR",
+        "AAVE",
+        "GRT",
+        "RUNE",
+        "ALGO",
+        "EGLD",
+        "SAND",
+        "MANA",
+        "AXS",
+        "FTM",
+        "THETA",
+        "FLOW",
+        "CHZ",
+        "KAVA",
+        "ZIL",
+        "ENS",
+        "LDO",
+        "CRV",
+        "DYDX",
+    ]
 ]
 
 
@@ -39,7 +86,7 @@ async def run_demo(out: Callable[[str], None] = print) -> int:
 
     failed = 0
     lowest_left: int | None = None
-    for symbol, outcome in zip(SYMBOLS, outcomes):
+    for symbol, outcome in zip(SYMBOLS, outcomes, strict=True):
         if isinstance(outcome, ApiResponse):
             what = "set" if outcome.modified else "already on"
             if outcome.limit_status is not None:

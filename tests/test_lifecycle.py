@@ -64,7 +64,8 @@ async def test_async_with_closes(sim: BybitSimulator) -> None:
     async with BybitSession(sim.api_key, sim.api_secret, base_url=sim.url) as session:
         await session.set_auto_add_margin("BTCUSDT", True)
         assert session._http is not None
-    assert session.closed and session._http is None
+    assert session.closed
+    assert session._http is None
 
 
 SECRET = "s3cr3t-value-never-shown"

@@ -64,7 +64,9 @@ async def test_fault_recovers_with_fresh_signature(
     assert resp.modified or fault.after_execution  # a dropped, executed first try set it
     assert sim.auto_add_margin("BTCUSDT") == 1
     (ts1, sig1), (ts2, sig2) = attempts(sim)
-    assert ts1 is not None and ts2 is not None and ts2 > ts1
+    assert ts1 is not None
+    assert ts2 is not None
+    assert ts2 > ts1
     assert sig1 != sig2
 
 
@@ -138,7 +140,8 @@ async def test_api_error_fields_and_key_hint(
     error = info.value
     assert error.ret_code == 10003
     assert error.ret_msg
-    assert "testnet" in str(error) and "demo" in str(error)
+    assert "testnet" in str(error)
+    assert "demo" in str(error)
 
 
 async def test_forbidden_message_has_body_start(
