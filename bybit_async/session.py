@@ -38,7 +38,7 @@ from .errors import (
 from .models import ApiResponse, PositionIdx
 from .ratelimit import Limiter, LocalLimiter, RateLimits
 from .retry import RetryPolicy, RetryRule
-from .signing import HmacSigner, Signer
+from .signing import Signer, signer_for
 
 __all__ = ["DEFAULT_RATE_LIMITS", "HOSTS", "BybitSession"]
 
@@ -189,7 +189,7 @@ class BybitSession:
         if signer is None:
             if api_secret is None or api_secret in ("", b""):
                 raise ValueError("api_secret is required (or pass signer=)")
-            signer = HmacSigner(api_secret)
+            signer = signer_for(api_secret)
         elif api_secret is not None:
             raise ValueError("pass either api_secret or signer, not both")
         _check_positive("recv_window", recv_window, int)
@@ -229,7 +229,8 @@ class BybitSession:
             **self._headers,
             "X-BAPI-API-KEY": api_key,
             "X-BAPI-RECV-WINDOW": str(recv_window),
-            "X-BAPI-SIGN-TYPE": signer.sign_type,
+            # "2" is Bybit's only sign type; HMAC and RSA keys both send it.
+            "X-BAPI-SIGN-TYPE": "2",
         }
 
     # -- lifecycle -------------------------------------------------------------
@@ -265,7 +266,7 @@ class BybitSession:
 
     @property
     def sign_type(self) -> str:
-        """The ``X-BAPI-SIGN-TYPE`` of this session's signer (``"2"`` for HMAC)."""
+        """How this session signs: ``"hmac"`` or ``"rsa"``."""
         return self._signer.sign_type
 
     @property
