@@ -35,7 +35,7 @@ from .errors import (
 from .models import ApiResponse, PositionIdx
 from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, RateLimits
 from .session import HOSTS, BybitSession
-from .signing import HmacSigner, Signer
+from .signing import HmacSigner, RsaSigner, Signer
 
 __all__ = [
     "ENDPOINT_LIMITS",
@@ -61,6 +61,7 @@ __all__ = [
     "RateLimitError",
     "RateLimits",
     "RequestTimeout",
+    "RsaSigner",
     "ServerBusyError",
     "ServerClock",
     "ServerError",

@@ -153,6 +153,12 @@ class BybitSession:
     connection pool, the rate limiter and the server clock.  Use it as an
     async context manager, or call :meth:`close` when done.
 
+    *api_secret* is the HMAC secret of a system-made key, or the PEM private
+    key of a self-made RSA key (an unencrypted PEM private key is recognised;
+    :attr:`sign_type` tells which was chosen).  For an encrypted key or any
+    other signer, pass ``signer=`` (such as :class:`~bybit_async.RsaSigner`)
+    instead of *api_secret*.
+
     *base_url* is a URL or a name from :data:`HOSTS`; *testnet* and *demo*
     pick those hosts.  *recv_window* (ms) is how old a request may arrive;
     *timeout* (s) bounds each attempt.  Failed requests are retried up to

@@ -197,9 +197,11 @@ class Position:
 @dataclass
 class _Account:
     api_key: str
-    secret: bytes = field(repr=False)
+    # Exactly one of these: the HMAC secret, or a verifier of RSA signatures.
+    secret: bytes | None = field(repr=False)
     margin_mode: str
     positions: dict[str, dict[int, Position]] = field(default_factory=dict)
+    rsa_verify: Callable[[bytes, bytes], bool] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -343,15 +345,28 @@ class BybitSimulator:
         """The server's clock in milliseconds: wall clock plus :attr:`clock_offset_ms`."""
         return _wall_ns() // 1_000_000 + self.clock_offset_ms
 
-    def add_account(self, api_key: str, api_secret: str, *, margin_mode: str = "isolated") -> None:
+    def add_account(
+        self,
+        api_key: str,
+        api_secret: str | None = None,
+        *,
+        rsa_public_key: str | bytes | None = None,
+        margin_mode: str = "isolated",
+    ) -> None:
         """Add an account, replacing any account with the same key and its positions.
 
+        Give the HMAC *api_secret*, or the PEM *rsa_public_key* registered for a
+        self-made RSA key (this needs the ``cryptography`` package).
         *margin_mode* ``"portfolio"`` is account-wide; ``"isolated"`` or
         ``"cross"`` is the mode new positions start in.
         """
         if margin_mode not in _MARGIN_MODES:
             raise ValueError(f"margin_mode must be one of {_MARGIN_MODES}, got {margin_mode!r}")
-        self._accounts[api_key] = _Account(api_key, api_secret.encode(), margin_mode)
+        if (api_secret is None) == (rsa_public_key is None):
+            raise ValueError("give exactly one of api_secret and rsa_public_key")
+        secret = api_secret.encode() if api_secret is not None else None
+        verify = _rsa_verifier(rsa_public_key) if rsa_public_key is not None else None
+        self._accounts[api_key] = _Account(api_key, secret, margin_mode, rsa_verify=verify)
 
     def set_position(
         self,
@@ -675,8 +690,13 @@ class BybitSimulator:
         # X-BAPI-RECV-WINDOW contributes nothing.
         payload = record.body if record.method == "POST" else record.query.encode()
         origin = (ts_text + api_key + (rw_text or "")).encode() + payload
-        expected = hmac.new(account.secret, origin, hashlib.sha256).hexdigest().encode()
-        if not hmac.compare_digest(expected, sign.encode("utf-8", "backslashreplace")):
+        if account.rsa_verify is not None:
+            valid = account.rsa_verify(origin, sign.encode("utf-8", "backslashreplace"))
+        else:
+            assert account.secret is not None
+            expected = hmac.new(account.secret, origin, hashlib.sha256).hexdigest().encode()
+            valid = hmac.compare_digest(expected, sign.encode("utf-8", "backslashreplace"))
+        if not valid:
             shown = origin.decode("utf-8", "replace")
             return self._error(10004, f"error sign! origin_string[{shown}]")
         return account
@@ -791,6 +811,39 @@ class BybitSimulator:
             return 10001, NOT_MODIFIED_MSG, {}
         position.auto_add_margin = flag
         return 0, "OK", {}
+
+
+def _rsa_verifier(public_key_pem: str | bytes) -> Callable[[bytes, bytes], bool]:
+    """Return a check of base64 RSASSA-PKCS1-v1_5 SHA-256 signatures by this public key."""
+    import base64
+    import binascii
+
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:
+        raise ImportError(
+            "RSA accounts need the 'cryptography' package: pip install 'bybit-async[rsa]'"
+        ) from None
+    pem = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError(f"expected an RSA public key, got {type(key).__name__}")
+
+    def verify(message: bytes, signature_b64: bytes) -> bool:
+        try:
+            key.verify(
+                base64.b64decode(signature_b64, validate=True),
+                message,
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
+
+    return verify
 
 
 def _params_error(problem: str) -> _Outcome:
