@@ -391,11 +391,13 @@ class BybitSession:
         limit_status = _int_header(resp_headers.get("X-Bapi-Limit-Status"))
         reset_at = _int_header(resp_headers.get("X-Bapi-Limit-Reset-Timestamp"))
         retry_after: float | None = None
-        if limit_status == 0 and reset_at is not None:
-            retry_after = max(0.0, (reset_at - clock.now_ms()) / 1000)
+        if limit_status is not None:
+            reset_in = None if reset_at is None else (reset_at - clock.now_ms()) / 1000
             if self._limiter is not None:
-                self._limiter.observe(path, limit_status, retry_after)
-        elif (header := _int_header(resp_headers.get("Retry-After"))) is not None:
+                self._limiter.observe(path, limit_status, reset_in)
+            if limit_status == 0 and reset_in is not None:
+                retry_after = max(0.0, reset_in)
+        if retry_after is None and (header := _int_header(resp_headers.get("Retry-After"))):
             retry_after = float(header)
 
         if _log.isEnabledFor(logging.DEBUG):

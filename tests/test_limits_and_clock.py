@@ -140,3 +140,30 @@ async def test_injected_clock_is_used(sim: BybitSimulator) -> None:
         await s.set_auto_add_margin("BTCUSDT", True)
     assert s.clock is clock
     assert clock.generation == 1
+
+
+class RecordingLimiter:
+    """A stand-in for a limiter shared between processes."""
+
+    def __init__(self) -> None:
+        self.acquired: list[str] = []
+        self.observed: list[tuple[str, int | None]] = []
+
+    async def acquire(self, path: str) -> None:
+        self.acquired.append(path)
+
+    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+        self.observed.append((path, remaining))
+
+
+async def test_custom_limiter_replaces_the_local_one() -> None:
+    async with BybitSimulator(endpoint_limits={PATH: 2}) as sim:
+        limiter = RecordingLimiter()
+        async with BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter, max_retries=0
+        ) as session:
+            await session.set_auto_add_margin("BTCUSDT", True)
+            await session.set_auto_add_margin("ETHUSDT", True)
+        # Every request, the clock sync included, asks the limiter first.
+        assert limiter.acquired == [TIME, PATH, PATH]
+        assert limiter.observed == [(PATH, 1), (PATH, 0)]
