@@ -1,0 +1,833 @@
+"""The ``bybit-async`` command line.
+
+``bybit-async demo`` runs the no-keys demo against the built-in simulator.
+``bybit-async set-auto-add-margin SYMBOL ... --on|--off`` sets the flag on
+every symbol concurrently through one `BybitSession`, so
+the session's limiter keeps the whole batch under Bybit's rate limits.  It
+prints a table (with a progress bar on a terminal), or one JSON object per
+symbol with ``--json``.
+
+The table needs ``rich`` from the ``cli`` extra, imported only here and only
+when a table is printed; ``--json`` and ``import bybit_async`` never need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
+
+from ._version import __version__
+from .errors import BybitAPIError, BybitError
+from .models import ApiResponse
+from .ratelimit import ENDPOINT_LIMITS, RateLimits
+from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Outcome",
+    "UsageError",
+    "build_parser",
+    "load_credentials",
+    "main",
+    "parse_key_file",
+    "read_symbols_file",
+]
+
+PROG = "bybit-async"
+
+#: Every symbol succeeded (already having the requested value counts as success).
+EXIT_OK = 0
+#: At least one symbol failed.
+EXIT_FAILED = 1
+#: The command line, the key, a file or the environment was wrong; nothing was sent.
+EXIT_USAGE = 2
+#: Interrupted by SIGINT (Ctrl-C): 128 + the signal number, as shells report it.
+EXIT_INTERRUPTED = 130
+
+KEY_ENV = "BYBIT_API_KEY"
+SECRET_ENV = "BYBIT_API_SECRET"
+
+RICH_MISSING = (
+    f"{PROG}: the table output needs rich: pip install 'bybit-async[cli]' (or use --json)"
+)
+
+# Above this many symbols a terminal gets a progress bar while the requests run.
+_PROGRESS_MIN_SYMBOLS = 6
+
+_ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)\Z")
+
+_KEY_FILE_HELP = f"""\
+credentials:
+  The API key and secret are read from the environment variables {KEY_ENV} and
+  {SECRET_ENV}, or from --key-file, which replaces the environment when given.
+  They are never taken from the command line, where other users can see them.
+
+  A key file holds either
+    * two lines: the API key, then the secret (for a self-made RSA key, the
+      secret may instead be the PEM private key block, to the end of the file); or
+    * NAME=VALUE lines, {KEY_ENV}=... and {SECRET_ENV}=..., optionally
+      preceded by "export" and quoted; other names are ignored, so a .env file
+      serves.
+  Blank lines and lines starting with # are ignored.  Keep the file private
+  (chmod 600).
+
+output:
+  A table of symbol, outcome (set, already on/off, failed, cancelled), retCode,
+  message and attempts, after a progress bar while the requests run if stdout
+  is a terminal and there are more than {_PROGRESS_MIN_SYMBOLS - 1} symbols.
+  The table needs rich: pip install 'bybit-async[cli]'.
+
+  --json prints one JSON object per symbol on its own line as each finishes:
+  symbol, outcome, ok, modified, ret_code, message, attempts and error (the
+  exception's class name, or null).  It does not need rich.
+
+  Ctrl-C cancels the requests in flight, closes the session and reports the
+  symbols already done; the rest are reported as cancelled.  A cancelled
+  request may or may not have reached Bybit.
+
+exit status:
+  {EXIT_OK} every symbol was set or already had the value, {EXIT_FAILED} some symbol failed,
+  {EXIT_USAGE} usage error (nothing was sent), {EXIT_INTERRUPTED} interrupted.
+
+examples:
+  export {KEY_ENV}=... {SECRET_ENV}=...
+  {PROG} set-auto-add-margin BTCUSDT ETHUSDT --on --testnet
+  {PROG} set-auto-add-margin --off --symbols-file symbols.txt --json | jq .
+"""
+
+
+class UsageError(Exception):
+    """A problem with the command line, a file or the environment; reported in one line."""
+
+
+# -- outcomes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one symbol.
+
+    *status* is ``"set"`` (changed), ``"unchanged"`` (already had the value),
+    ``"failed"`` or ``"cancelled"``; *label* is how the table shows it.
+    *modified* is None when unknown (failed or cancelled).
+    """
+
+    symbol: str
+    status: Literal["set", "unchanged", "failed", "cancelled"]
+    label: str
+    ret_code: int | None
+    message: str
+    attempts: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the symbol now has the requested value."""
+        return self.status in ("set", "unchanged")
+
+    @property
+    def modified(self) -> bool | None:
+        """True if changed, False if it already had the value, None if unknown."""
+        return {"set": True, "unchanged": False}.get(self.status)
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the JSON object ``--json`` prints for this symbol."""
+        return {
+            "symbol": self.symbol,
+            "outcome": self.label,
+            "ok": self.ok,
+            "modified": self.modified,
+            "ret_code": self.ret_code,
+            "message": self.message,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+
+def _succeeded(symbol: str, resp: ApiResponse, flag: bool) -> Outcome:
+    if resp.modified:
+        return Outcome(symbol, "set", "set", resp.ret_code, resp.ret_msg, resp.attempts, None)
+    label = "already on" if flag else "already off"
+    return Outcome(symbol, "unchanged", label, resp.ret_code, resp.ret_msg, resp.attempts, None)
+
+
+def _failed(symbol: str, exc: Exception, redact: Callable[[str], str]) -> Outcome:
+    ret_code: int | None = None
+    if isinstance(exc, BybitAPIError):
+        ret_code = exc.ret_code
+        # The retCode has a column of its own; keep Bybit's text and our hint.
+        message = exc.message.removeprefix(f"retCode {exc.ret_code}: ")
+    elif isinstance(exc, BybitError):
+        message = exc.message
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    attempts = getattr(exc, "attempts", None)
+    return Outcome(
+        symbol,
+        "failed",
+        "failed",
+        ret_code,
+        redact(message),
+        attempts if isinstance(attempts, int) else None,
+        type(exc).__name__,
+    )
+
+
+def _cancelled(symbol: str) -> Outcome:
+    return Outcome(symbol, "cancelled", "cancelled", None, "cancelled", None, "CancelledError")
+
+
+# -- reporters ------------------------------------------------------------------
+
+
+class _Reporter(Protocol):
+    def started(self, total: int) -> None: ...
+
+    def done(self, outcome: Outcome) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...
+
+
+class _JsonReporter:
+    """One JSON line per symbol as each finishes; cancelled ones at the end."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def _write(self, outcome: Outcome) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.write(json.dumps(outcome.as_json()) + "\n")
+            # Flushed per line: scripts reading the pipe see each symbol as it finishes.
+            self._stream.flush()
+        except BrokenPipeError:
+            # The reader left (| head, say).  The requests are what was asked
+            # for, so they run on; only the output stops.
+            self.broken = True
+
+    def started(self, total: int) -> None:
+        pass
+
+    def done(self, outcome: Outcome) -> None:
+        self._write(outcome)
+
+    def stop(self) -> None:
+        pass
+
+    def finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        for outcome in outcomes:
+            if outcome.status == "cancelled":
+                self._write(outcome)
+
+
+_STYLES = {"set": "green", "unchanged": "cyan", "failed": "bold red", "cancelled": "yellow"}
+
+
+class _TableReporter:
+    """A progress bar while running (on a terminal), then a table in input order."""
+
+    def __init__(self, console: Console, *, title: str, progress: bool) -> None:
+        self._console = console
+        self._title = title
+        self._want_progress = progress
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._failed = 0
+
+    def started(self, total: int) -> None:
+        from rich.text import Text
+
+        self._console.print(Text(f"{self._title}: {_plural(total, 'symbol')}"))
+        if not self._want_progress:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=self._console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("", total=total, failed=0)
+        self._progress.start()
+
+    def done(self, outcome: Outcome) -> None:
+        if self._progress is None or self._task is None:
+            return
+        if not outcome.ok:
+            self._failed += 1
+        self._progress.update(self._task, advance=1, failed=self._failed)
+
+    def stop(self) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.stop()
+
+    def finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table()
+        table.add_column("symbol", no_wrap=True)
+        table.add_column("outcome", no_wrap=True)
+        table.add_column("retCode", justify="right", no_wrap=True)
+        table.add_column("message", overflow="fold")
+        table.add_column("attempts", justify="right", no_wrap=True)
+        for o in outcomes:
+            # Text, not str: Bybit's messages contain [brackets] that rich would read as markup.
+            table.add_row(
+                Text(o.symbol),
+                Text(o.label, style=_STYLES[o.status]),
+                Text("-" if o.ret_code is None else str(o.ret_code)),
+                Text(o.message),
+                Text("-" if o.attempts is None else str(o.attempts)),
+            )
+        self._console.print(table)
+        self._console.print(Text(_summary(outcomes, elapsed)))
+
+
+def _summary(outcomes: list[Outcome], elapsed: float) -> str:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.label] = counts.get(o.label, 0) + 1
+    order = ["set", "already on", "already off", "failed", "cancelled"]
+    parts = [f"{counts[label]} {label}" for label in order if label in counts]
+    return f"{_plural(len(outcomes), 'symbol')} in {elapsed:.2f} s: {', '.join(parts)}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# -- credentials and files --------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def parse_key_file(text: str, name: str = "key file") -> tuple[str, str]:
+    """Return ``(api_key, api_secret)`` from the text of a key file.
+
+    The format is described in ``bybit-async set-auto-add-margin --help``.
+    Raises `UsageError` with a message that never quotes the file's
+    content, since it may hold the secret.
+    """
+    lines = text.splitlines()
+    content = [
+        (number, line.strip())
+        for number, line in enumerate(lines, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not content:
+        raise UsageError(f"{name}: empty; expected the API key and secret")
+    if _ASSIGNMENT.match(content[0][1]):
+        values: dict[str, str] = {}
+        for number, line in content:
+            match = _ASSIGNMENT.match(line)
+            if match is None:
+                raise UsageError(f"{name}:{number}: expected NAME=VALUE")
+            values[match[1]] = _unquote(match[2].strip())
+        for var in (KEY_ENV, SECRET_ENV):
+            if not values.get(var):
+                raise UsageError(f"{name}: {var} is missing or empty")
+        return values[KEY_ENV], values[SECRET_ENV]
+    (_, key), rest = content[0], content[1:]
+    if rest and rest[0][1].startswith("-----BEGIN "):
+        # A PEM private key: the secret is the block as written, to the end of the file.
+        return key, "\n".join(lines[rest[0][0] - 1 :]).strip() + "\n"
+    if len(rest) != 1:
+        raise UsageError(
+            f"{name}: expected two lines, the API key then the secret, "
+            f"or {KEY_ENV}=... and {SECRET_ENV}=... lines"
+        )
+    return key, rest[0][1]
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UsageError(f"cannot read {what} {path}: {reason}") from None
+
+
+def load_credentials(key_file: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
+    """Return ``(api_key, api_secret)`` from *key_file* if given, else from *environ*."""
+    if key_file is not None:
+        return parse_key_file(_read_text(key_file, "key file"), key_file)
+    key = environ.get(KEY_ENV, "")
+    secret = environ.get(SECRET_ENV, "")
+    missing = [var for var, value in ((KEY_ENV, key), (SECRET_ENV, secret)) if not value]
+    if missing:
+        raise UsageError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            f"export {KEY_ENV} and {SECRET_ENV}, or pass --key-file (see --help)"
+        )
+    return key, secret
+
+
+def read_symbols_file(path: str) -> list[tuple[str, str]]:
+    """Return ``(symbol, "file:line")`` pairs from a symbols file (``-`` is stdin).
+
+    One symbol per line; blank lines and ``#`` comments, whole-line or
+    trailing, are ignored.
+    """
+    symbols = []
+    for number, line in enumerate(_read_text(path, "symbols file").splitlines(), 1):
+        symbol = line.split("#", 1)[0].strip()
+        if symbol:
+            symbols.append((symbol, f"{path}:{number}"))
+    return symbols
+
+
+def _collect_symbols(args: argparse.Namespace) -> list[str]:
+    """Symbols from the arguments, then the files; duplicates dropped; all validated."""
+    sources = [(symbol, "") for symbol in args.symbols]
+    for path in args.symbols_file or ():
+        sources += read_symbols_file(path)
+    if not sources:
+        raise UsageError("no symbols: name them as arguments or with --symbols-file")
+    problems = []
+    for symbol, origin in sources:
+        try:
+            auto_add_margin_params(symbol, args.flag, position_idx=args.position_idx)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{origin}: {exc}" if origin else str(exc))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"{problems[0]}{more}")
+    return list(dict.fromkeys(symbol for symbol, _ in sources))
+
+
+def _redactor(secret: str) -> Callable[[str], str]:
+    def redact(text: str) -> str:
+        # Belt and braces: the session never puts the secret in an error, but
+        # nothing this command prints may carry it even if that changes.
+        return text.replace(secret, "***") if secret else text
+
+    return redact
+
+
+# -- running ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _on_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Iterator[None]:
+    """Call *callback* in *loop* on SIGINT instead of raising KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        # Started with SIGINT ignored (a background job): keep it so, as Python does.
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except NotImplementedError:
+        # Windows event loops have no add_signal_handler.
+        signal.signal(signal.SIGINT, lambda signum, frame: loop.call_soon_threadsafe(callback))
+        try:
+            yield
+        finally:
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler if previous is None else previous
+            )
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Batch:
+    """Set one value on many symbols concurrently, one task per symbol.
+
+    Each symbol is its own task, so one failure cancels nothing else, and
+    *on_done* sees each outcome as soon as its task finishes.  `cancel`
+    (the SIGINT handler) cancels the tasks still running.
+    """
+
+    def __init__(
+        self,
+        session: BybitSession,
+        symbols: list[str],
+        flag: bool,
+        position_idx: int | None,
+        on_done: Callable[[Outcome], None],
+        redact: Callable[[str], str],
+    ) -> None:
+        self._session = session
+        self._symbols = symbols
+        self._flag = flag
+        self._position_idx = position_idx
+        self._on_done = on_done
+        self._redact = redact
+        self._tasks: list[asyncio.Task[Outcome]] = []
+        self._results: dict[str, Outcome] = {}
+        #: Whether `cancel` was called.
+        self.interrupted = False
+
+    def cancel(self) -> None:
+        """Cancel every request still in flight or waiting for the limiter."""
+        self.interrupted = True
+        for task in self._tasks:
+            task.cancel()
+
+    async def _one(self, symbol: str) -> Outcome:
+        try:
+            resp = await self._session.set_auto_add_margin(
+                symbol, self._flag, position_idx=self._position_idx
+            )
+        except Exception as exc:
+            return _failed(symbol, exc, self._redact)
+        return _succeeded(symbol, resp, self._flag)
+
+    async def run(self) -> list[Outcome]:
+        """Run every symbol; return the outcomes in input order, cancelled ones included."""
+        all_done = asyncio.get_running_loop().create_future()
+        remaining = len(self._symbols)
+
+        def finished(task: asyncio.Task[Outcome]) -> None:
+            nonlocal remaining
+            # Counted first, so that a failing reporter cannot leave run() waiting forever.
+            remaining -= 1
+            if remaining == 0 and not all_done.done():
+                all_done.set_result(None)
+            if not task.cancelled():
+                outcome = task.result()
+                self._results[outcome.symbol] = outcome
+                self._on_done(outcome)
+
+        for symbol in self._symbols:
+            task = asyncio.create_task(self._one(symbol), name=f"set-auto-add-margin {symbol}")
+            task.add_done_callback(finished)
+            self._tasks.append(task)
+        try:
+            await all_done
+        finally:
+            # Only reached with tasks pending if run() itself was cancelled: take
+            # them down with it rather than leave them running unowned.
+            pending = [task for task in self._tasks if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        return [self._results.get(s) or _cancelled(s) for s in self._symbols]
+
+
+async def _run_set(
+    args: argparse.Namespace,
+    symbols: list[str],
+    api_key: str,
+    api_secret: str,
+    reporter: _Reporter,
+) -> int:
+    limits = RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
+    redact = _redactor(api_secret)
+    try:
+        session = BybitSession(
+            api_key,
+            api_secret,
+            base_url=args.base_url,
+            testnet=args.testnet,
+            demo=args.demo,
+            recv_window=args.recv_window,
+            timeout=args.timeout,
+            rate_limits=limits,
+        )
+    except (TypeError, ValueError, ImportError) as exc:
+        # These name the problem, not the secret; redact() in case that changes.
+        raise UsageError(redact(str(exc))) from None
+    batch = _Batch(session, symbols, args.flag, args.position_idx, reporter.done, redact)
+    started = time.perf_counter()
+    reporter.started(len(symbols))
+    try:
+        # SIGINT is ours until the session is closed, so that a Ctrl-C during
+        # the close cannot skip the report.
+        with _on_sigint(asyncio.get_running_loop(), batch.cancel):
+            async with session:
+                outcomes = await batch.run()
+    finally:
+        reporter.stop()
+    elapsed = time.perf_counter() - started
+    reporter.finished(outcomes, elapsed)
+    if batch.interrupted:
+        cancelled = sum(1 for o in outcomes if o.status == "cancelled")
+        done = len(outcomes) - cancelled
+        print(
+            f"{PROG}: interrupted: {done} of {_plural(len(outcomes), 'symbol')} done, "
+            f"{cancelled} cancelled (a cancelled request may still have reached Bybit)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(not o.ok for o in outcomes) else EXIT_OK
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; with the reader gone that raises again,
+    # so point the descriptor at /dev/null (what the Python docs advise for SIGPIPE).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _rich_console() -> Console | None:
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(highlight=False)
+
+
+def _set_auto_add_margin(args: argparse.Namespace) -> int:
+    json_reporter: _JsonReporter | None = None
+    console: Console | None = None
+    if args.json:
+        json_reporter = _JsonReporter(sys.stdout)
+    else:
+        # Checked first, so a missing extra costs nothing but this one line.
+        console = _rich_console()
+        if console is None:
+            print(RICH_MISSING, file=sys.stderr)
+            return EXIT_USAGE
+    if args.key_file == "-" and "-" in (args.symbols_file or ()):
+        raise UsageError("--key-file and --symbols-file cannot both read stdin")
+    symbols = _collect_symbols(args)
+    api_key, api_secret = load_credentials(args.key_file, os.environ)
+    reporter: _Reporter
+    if console is not None:
+        title = f"auto-add-margin {'on' if args.flag else 'off'} at {_host(args)}"
+        show_progress = sys.stdout.isatty() and len(symbols) >= _PROGRESS_MIN_SYMBOLS
+        reporter = _TableReporter(console, title=title, progress=show_progress)
+    else:
+        assert json_reporter is not None
+        reporter = json_reporter
+    status = asyncio.run(_run_set(args, symbols, api_key, api_secret, reporter))
+    if json_reporter is not None and json_reporter.broken:
+        _silence_stdout()
+    return status
+
+
+def _host(args: argparse.Namespace) -> str:
+    # What the session will use, for the table's title; the session validates it.
+    if args.base_url is not None:
+        return str(HOSTS.get(args.base_url, args.base_url)).rstrip("/")
+    return HOSTS["testnet" if args.testnet else "demo" if args.demo else "mainnet"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    failed = asyncio.run(run_demo(functools.partial(print, flush=True)))
+    # The demo's refusals are planted; it succeeds when the rest went through.
+    return EXIT_OK if failed <= 2 else EXIT_FAILED
+
+
+# -- the parser ---------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _rate_limit(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        # The limiter lets one request through at once and refills the rest.
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``bybit-async`` command line."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Command line for bybit_async, an asyncio client for Bybit V5."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "demo",
+        help="set auto-add-margin on 50 symbols against the built-in simulator; no keys needed",
+        description="Set auto-add-margin on 50 symbols through a real session against the "
+        "built-in Bybit simulator, and report what happened.  Needs no keys or network.",
+    )
+    cmd = commands.add_parser(
+        "set-auto-add-margin",
+        help="turn auto-add-margin on or off for many symbols at once",
+        description=(
+            "Turn auto-add-margin on or off for isolated-margin linear (USDT/USDC perpetual)\n"
+            "positions.  Every symbol is sent concurrently through one session, whose\n"
+            "limiter keeps the batch under Bybit's rate limits."
+        ),
+        epilog=_KEY_FILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument(
+        "symbols",
+        nargs="*",
+        metavar="SYMBOL",
+        help="symbols such as BTCUSDT (uppercase), combined with --symbols-file",
+    )
+    flag = cmd.add_mutually_exclusive_group(required=True)
+    flag.add_argument(
+        "--on", dest="flag", action="store_const", const=True, help="turn auto-add-margin on"
+    )
+    flag.add_argument(
+        "--off", dest="flag", action="store_const", const=False, help="turn auto-add-margin off"
+    )
+    cmd.add_argument(
+        "--position-idx",
+        type=int,
+        choices=(0, 1, 2),
+        help="0 one-way mode, 1 hedge-mode buy side, 2 hedge-mode sell side (default: not sent)",
+    )
+    cmd.add_argument(
+        "--symbols-file",
+        action="append",
+        metavar="FILE",
+        help="read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
+        "ignored; may be repeated; duplicates are dropped, keeping the first",
+    )
+    cmd.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help=f"read the API key and secret from FILE ('-' for stdin) instead of {KEY_ENV} and "
+        f"{SECRET_ENV} (format below)",
+    )
+    host = cmd.add_mutually_exclusive_group()
+    host.add_argument("--testnet", action="store_true", help="use Bybit's testnet")
+    host.add_argument("--demo", action="store_true", help="use Bybit's demo trading host")
+    host.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="an http(s) URL, or a host name such as mainnet, bytick, eu (default: mainnet, "
+        "https://api.bybit.com)",
+    )
+    cmd.add_argument(
+        "--recv-window",
+        type=_positive_int,
+        default=5000,
+        metavar="MS",
+        help="how old, in ms, a request may be when Bybit receives it (default 5000)",
+    )
+    cmd.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for each attempt's answer (default 10)",
+    )
+    cmd.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN],
+        metavar="N",
+        help="requests per second this client allows itself on the endpoint (default "
+        f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN]}, Bybit's limit; raise it only for a test server)",
+    )
+    cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per symbol, one per line, as each finishes",
+    )
+    return parser
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return EXIT_OK
+    return code if isinstance(code, int) else EXIT_USAGE
+
+
+def _run(argv: list[str]) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "set-auto-add-margin" or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # argparse gives SYMBOL... only the first run of positionals; let
+        # symbols also follow options, as in "BTCUSDT --on ETHUSDT".
+        args.symbols += extra
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _set_auto_add_margin(args)
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bybit-async`` command line with *argv* (default ``sys.argv[1:]``).
+
+    Return the exit status: `EXIT_OK`, `EXIT_FAILED`,
+    `EXIT_USAGE` or `EXIT_INTERRUPTED`.
+    """
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        # argparse's errors and --help, and rich when stdout's reader has gone.
+        return _exit_status(exc.code)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the requests (starting up, say); the run itself handles its own.
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,673 @@
+"""The ``bybit-async`` command, run as a user runs it: a subprocess against the simulator.
+
+The simulator runs in the test's own event loop, so every command is started
+with :func:`asyncio.create_subprocess_exec` and awaited, never waited on in a
+way that would block the loop.  Commands run like the tests do, in development
+mode with warnings as errors, so an unclosed session or a stray warning shows
+on their stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bybit_async import cli
+from bybit_async.testing import NOT_MODIFIED_MSG, BybitSimulator, Fault
+
+PATH = "/v5/position/set-auto-add-margin"
+SET = "set-auto-add-margin"
+# The longest any one command may run before the test fails.
+DEADLINE = 20.0
+# How soon a command must exit after SIGINT.
+EXIT_AFTER_SIGINT = 5.0
+# The client keeps to 10 requests/s by default; the simulator here allows 1000.
+FAST = ("--rate-limit", "1000")
+PYTHON = (sys.executable, "-X", "dev", "-W", "error")
+# The command with rich made unimportable, as when the cli extra is not installed.
+NO_RICH = (
+    *PYTHON,
+    "-c",
+    "import sys; sys.modules['rich'] = None; "
+    "from bybit_async.__main__ import main; sys.exit(main())",
+)
+SYMBOLS = [f"S{i:03d}USDT" for i in range(100)]
+SECRET = "s3cret-that-must-never-be-printed"
+# What a clean stderr must not contain.
+NOISE = ("Traceback", "Exception ignored", "Unclosed", "was destroyed", "never retrieved")
+_SLOW = re.compile(r"Executing <.*> took [0-9.]+ seconds$")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
+
+
+@dataclass
+class Ran:
+    """A finished command: its exit status and output."""
+
+    status: int
+    out: str
+    err: str
+
+    def json(self) -> dict[str, dict[str, Any]]:
+        """The ``--json`` lines by symbol; each symbol must appear once."""
+        objects = [json.loads(line) for line in self.out.splitlines()]
+        by_symbol = {o["symbol"]: o for o in objects}
+        assert len(by_symbol) == len(objects), self.out
+        return by_symbol
+
+    def table(self) -> dict[str, list[str]]:
+        """The table's rows by symbol: outcome, retCode, message, attempts."""
+        return table_rows(self.out)
+
+    @property
+    def errors(self) -> str:
+        """stderr without asyncio debug mode's slow-callback notes, which a busy machine causes."""
+        return "".join(line for line in self.err.splitlines(True) if not _SLOW.match(line))
+
+    def assert_clean(self) -> None:
+        for noise in NOISE:
+            assert noise not in self.err, self.err
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Rows of a rich table in *text* by their first cell (wrapped lines are skipped)."""
+    rows = {}
+    for line in _ANSI.sub("", text).splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 5 and cells[0] and cells[0] != "symbol":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BybitSimulator]:
+    # The endpoint's limit raised so that 100 symbols take a second, not ten.
+    async with BybitSimulator(endpoint_limits={PATH: 1000}) as simulator:
+        yield simulator
+
+
+def cli_env(sim: BybitSimulator | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a command: *sim*'s keys if given, and a wide, plain terminal."""
+    drop = ("FORCE_COLOR", "NO_COLOR", "COLUMNS", "LINES", "TERM")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT_") and k not in drop}
+    env["COLUMNS"] = "200"
+    if sim is not None:
+        env["BYBIT_API_KEY"] = sim.api_key
+        env["BYBIT_API_SECRET"] = sim.api_secret
+    env.update(extra)
+    return env
+
+
+async def finish(proc: asyncio.subprocess.Process, timeout: float = DEADLINE) -> Ran:
+    """Wait for *proc* (killing it after *timeout*) and return what it did."""
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    # A stream not piped (a pseudo-terminal, say) reads as empty.
+    return Ran(proc.returncode, (out or b"").decode(), (err or b"").decode())
+
+
+async def run(
+    *args: str,
+    env: dict[str, str],
+    command: Sequence[str] = (*PYTHON, "-m", "bybit_async"),
+    stdin: bytes | None = None,
+) -> Ran:
+    """Run the command with *args* to the end."""
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    return await finish(proc)
+
+
+@contextmanager
+def sigint_deliverable() -> Iterator[None]:
+    """Make sure a child started in this block does not inherit SIGINT as ignored.
+
+    A test run started in the background of a non-interactive shell ignores
+    SIGINT, and children inherit that; the command keeps an ignored SIGINT
+    ignored, as Python does, so the signal tests would see nothing.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# -- setting many symbols ---------------------------------------------------------
+
+
+async def test_100_symbols_on_as_table_then_off_as_json(sim: BybitSimulator) -> None:
+    on = await run(SET, *SYMBOLS, "--on", "--base-url", sim.url, *FAST, env=cli_env(sim))
+    assert on.status == 0, on.err
+    on.assert_clean()
+    rows = on.table()
+    assert sorted(rows) == SYMBOLS
+    assert all(row == ["set", "0", "OK", "1"] for row in rows.values()), rows
+    # Not a terminal: the table in plain text, and no progress bar.
+    assert "\x1b[" not in on.out
+    assert "/100" not in on.out
+    assert on.out.startswith(f"auto-add-margin on at {sim.url}: 100 symbols\n")
+    assert re.search(r"^100 symbols in [0-9.]+ s: 100 set$", on.out, re.MULTILINE), on.out
+    assert all(sim.auto_add_margin(s) == 1 for s in SYMBOLS)
+
+    off = await run(
+        SET, *SYMBOLS, "--off", "--base-url", sim.url, *FAST, "--json", env=cli_env(sim)
+    )
+    assert (off.status, off.errors) == (0, "")
+    results = off.json()
+    assert sorted(results) == SYMBOLS
+    assert results["S042USDT"] == {
+        "symbol": "S042USDT",
+        "outcome": "set",
+        "ok": True,
+        "modified": True,
+        "ret_code": 0,
+        "message": "OK",
+        "attempts": 1,
+        "error": None,
+    }
+    assert all(r["ok"] and r["modified"] for r in results.values())
+    assert all(sim.auto_add_margin(s) == 0 for s in SYMBOLS)
+    assert sim.count(PATH) == 200
+    assert sim.count(ret_code=10006) == 0
+
+
+def mixed_positions(sim: BybitSimulator) -> list[str]:
+    """Symbols where XRPUSDT is refused (cross margin) and ETHUSDT is already on."""
+    sim.set_position("XRPUSDT", margin_mode="cross")
+    sim.set_position("ETHUSDT", auto_add_margin=1)
+    return ["BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT", "ADAUSDT", "DOTUSDT"]
+
+
+async def test_failing_symbol_does_not_stop_the_others_json(sim: BybitSimulator) -> None:
+    symbols = mixed_positions(sim)
+    ran = await run(SET, *symbols, "--on", "--base-url", sim.url, *FAST, "--json", env=cli_env(sim))
+    assert (ran.status, ran.errors) == (1, "")
+    results = ran.json()
+    assert sorted(results) == sorted(symbols)
+    assert results["XRPUSDT"] == {
+        "symbol": "XRPUSDT",
+        "outcome": "failed",
+        "ok": False,
+        "modified": None,
+        "ret_code": 110076,
+        "message": "Only isolated mode can set auto-add-margin",
+        "attempts": 1,
+        "error": "PositionError",
+    }
+    assert results["ETHUSDT"]["outcome"] == "already on"
+    assert (results["ETHUSDT"]["ok"], results["ETHUSDT"]["modified"]) == (True, False)
+    for symbol in ("BTCUSDT", "SOLUSDT", "ADAUSDT", "DOTUSDT"):
+        assert results[symbol]["outcome"] == "set"
+        assert sim.auto_add_margin(symbol) == 1
+    assert sim.auto_add_margin("XRPUSDT") == 0
+
+
+async def test_failing_symbol_in_the_table(sim: BybitSimulator) -> None:
+    symbols = mixed_positions(sim)
+    ran = await run(SET, *symbols, "--on", "--base-url", sim.url, *FAST, env=cli_env(sim))
+    assert ran.status == 1, ran.err
+    ran.assert_clean()
+    rows = ran.table()
+    # In the order given, not the order they finished.
+    assert list(rows) == symbols
+    assert rows["XRPUSDT"] == [
+        "failed",
+        "110076",
+        "Only isolated mode can set auto-add-margin",
+        "1",
+    ]
+    assert rows["ETHUSDT"] == ["already on", "10001", NOT_MODIFIED_MSG, "1"]
+    assert rows["BTCUSDT"] == ["set", "0", "OK", "1"]
+    assert "6 symbols in " in ran.out
+    assert ": 4 set, 1 already on, 1 failed\n" in ran.out
+
+
+async def test_not_modified_counts_as_success(sim: BybitSimulator) -> None:
+    sim.set_position("BTCUSDT", auto_add_margin=0)
+    ran = await run(SET, "BTCUSDT", "--off", "--base-url", sim.url, "--json", env=cli_env(sim))
+    assert ran.status == 0, ran.err
+    assert ran.json()["BTCUSDT"]["outcome"] == "already off"
+
+
+async def test_hedge_mode_position_idx(sim: BybitSimulator) -> None:
+    sim.set_position("ETHUSDT", hedge=True)
+    args = (SET, "ETHUSDT", "--on", "--position-idx", "2", "--base-url", sim.url, "--json")
+    ran = await run(*args, env=cli_env(sim))
+    assert ran.status == 0, ran.err
+    assert (sim.auto_add_margin("ETHUSDT", 1), sim.auto_add_margin("ETHUSDT", 2)) == (0, 1)
+
+
+# -- usage errors -------------------------------------------------------------------
+
+
+async def expect_all(cases: Sequence[tuple[Sequence[str], dict[str, str], int, str]]) -> list[Ran]:
+    """Run every (args, env, status, stderr excerpt) case at once; check each."""
+    ran = await asyncio.gather(*(run(*args, env=env) for args, env, _, _ in cases))
+    problems = []
+    for (args, _, status, excerpt), r in zip(cases, ran, strict=True):
+        if r.status != status or excerpt not in r.errors or any(n in r.err for n in NOISE):
+            problems.append(f"{list(args)}: exit {r.status}\n{r.err}")
+    assert not problems, "\n".join(problems)
+    return ran
+
+
+async def test_missing_keys_is_one_line_and_exit_2(sim: BybitSimulator) -> None:
+    args = (SET, "BTCUSDT", "--on", "--base-url", sim.url)
+    no_secret = cli_env(BYBIT_API_KEY="k")
+    ran = await expect_all(
+        [
+            (args, cli_env(), 2, "BYBIT_API_KEY and BYBIT_API_SECRET are not set"),
+            (args, no_secret, 2, "BYBIT_API_SECRET is not set"),
+            (args, cli_env(BYBIT_API_KEY="", BYBIT_API_SECRET="s"), 2, "BYBIT_API_KEY is not"),
+            ((*args, "--json"), no_secret, 2, "BYBIT_API_SECRET is not set"),
+        ]
+    )
+    for r in ran:
+        assert r.out == ""
+        assert r.errors.count("\n") == 1, r.err
+        assert "--key-file" in r.err
+    assert sim.requests == []
+
+
+async def test_bad_arguments_exit_2_before_any_request(sim: BybitSimulator, tmp_path: Path) -> None:
+    env = cli_env(sim)
+    url = ("--base-url", sim.url)
+    bad_file = tmp_path / "symbols.txt"
+    bad_file.write_text("BTCUSDT\n\n# fine so far\neth-usdt\n")
+    await expect_all(
+        [
+            ((), env, 2, "required: COMMAND"),
+            ((SET, "BTCUSDT", *url), env, 2, "one of the arguments --on --off is required"),
+            ((SET, "btcusdt", "ETHUSDT", "--on", *url), env, 2, "did you mean 'BTCUSDT'?"),
+            ((SET, "--on", *url), env, 2, "no symbols"),
+            ((SET, "BTCUSDT", "--on", "--testnet", *url), env, 2, "not allowed with"),
+            ((SET, "BTCUSDT", "--on", "--base-url", "ftp://x"), env, 2, "base_url must be"),
+            (
+                (SET, "--on", "--symbols-file", str(bad_file), *url),
+                env,
+                2,
+                f"{bad_file}:4: symbol must be uppercase",
+            ),
+        ]
+    )
+    assert sim.requests == []
+
+
+# Nothing listens on the discard port: a case that got as far as a request would fail.
+NOWHERE = ("--base-url", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("args", "excerpt"),
+    [
+        (("frobnicate",), "invalid choice"),
+        ((SET, "BTCUSDT", "--on", "--off"), "not allowed with"),
+        ((SET, "BTC/USDT", "x", "--on"), "(and 1 more)"),
+        ((SET, "BTCUSDT", "--on", "--position-idx", "3"), "invalid choice"),
+        ((SET, "BTCUSDT", "--on", "--demo", "--testnet"), "not allowed with"),
+        ((SET, "BTCUSDT", "--on", "--rate-limit", "0"), "must be positive"),
+        ((SET, "BTCUSDT", "--on", "--rate-limit", "1"), "must be at least 2"),
+        ((SET, "BTCUSDT", "--on", "--timeout", "nan"), "must be positive"),
+        ((SET, "BTCUSDT", "--on", "--recv-window", "5s"), "whole number"),
+        ((SET, "BTCUSDT", "--on", "--bogus"), "unrecognized arguments: --bogus"),
+        ((SET, "BTCUSDT", "--on", "--symbols-file", "/nonexistent"), "cannot read symbols file"),
+        ((SET, "--on", "--key-file", "-", "--symbols-file", "-"), "cannot both read stdin"),
+    ],
+)
+def test_bad_arguments_in_process(
+    args: tuple[str, ...],
+    excerpt: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BYBIT_API_KEY", "key")
+    monkeypatch.setenv("BYBIT_API_SECRET", SECRET)
+    assert cli.main([*args, *NOWHERE]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert excerpt in err
+    assert SECRET not in err
+
+
+async def test_help_documents_keys_and_exit_status() -> None:
+    ran = await run(SET, "--help", env=cli_env())
+    assert ran.status == 0
+    for text in ("BYBIT_API_KEY", "BYBIT_API_SECRET", "--key-file", "NAME=VALUE", "--rate-limit"):
+        assert text in ran.out
+    assert "130 interrupted" in ran.out
+    assert "pip install 'bybit-async[cli]'" in ran.out
+
+
+# -- keys and symbols from files ----------------------------------------------------------
+
+
+async def test_key_file_formats(sim: BybitSimulator, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.key"
+    plain.write_text(f"# made for the simulator\n\n{sim.api_key}\n{sim.api_secret}\n")
+    assignments = tmp_path / "keys.env"
+    assignments.write_text(
+        f"# a .env file\nOTHER=1\nexport BYBIT_API_KEY={sim.api_key}\n"
+        f"BYBIT_API_SECRET='{sim.api_secret}'\n"
+    )
+    url = ("--base-url", sim.url, "--json")
+    # The key file replaces the environment, which here holds keys that would fail.
+    wrong = cli_env(BYBIT_API_KEY="wrong", BYBIT_API_SECRET=SECRET)
+    first, second, stdin = await asyncio.gather(
+        run(SET, "BTCUSDT", "--on", "--key-file", str(plain), *url, env=wrong),
+        run(SET, "ETHUSDT", "--on", "--key-file", str(assignments), *url, env=wrong),
+        run(
+            SET,
+            "SOLUSDT",
+            "--on",
+            "--key-file",
+            "-",
+            *url,
+            env=cli_env(),
+            stdin=f"{sim.api_key}\n{sim.api_secret}\n".encode(),
+        ),
+    )
+    for ran, symbol in ((first, "BTCUSDT"), (second, "ETHUSDT"), (stdin, "SOLUSDT")):
+        assert (ran.status, ran.errors) == (0, ""), ran.err
+        assert ran.json()[symbol]["ok"]
+        assert sim.auto_add_margin(symbol) == 1
+
+
+async def test_bad_key_files_exit_2_without_showing_them(
+    sim: BybitSimulator, tmp_path: Path
+) -> None:
+    only_key = tmp_path / "only-key"
+    only_key.write_text(f"{SECRET}\n")
+    no_secret = tmp_path / "no-secret"
+    no_secret.write_text(f"BYBIT_API_KEY={SECRET}\nBYBIT_API_SECRET=\n")
+    garbled = tmp_path / "garbled"
+    garbled.write_text(f"BYBIT_API_KEY=k\n{SECRET}\n")
+    args = (SET, "BTCUSDT", "--on", "--base-url", sim.url, "--key-file")
+    env = cli_env(sim)
+    ran = await expect_all(
+        [
+            ((*args, str(only_key)), env, 2, "expected two lines"),
+            ((*args, str(no_secret)), env, 2, "BYBIT_API_SECRET is missing or empty"),
+            ((*args, str(garbled)), env, 2, f"{garbled}:2: expected NAME=VALUE"),
+            ((*args, str(tmp_path / "missing")), env, 2, "cannot read key file"),
+        ]
+    )
+    for r in ran:
+        assert r.errors.count("\n") == 1, r.err
+        assert SECRET not in r.err + r.out
+    assert sim.requests == []
+
+
+async def test_secret_and_signatures_never_printed(sim: BybitSimulator) -> None:
+    env = cli_env(BYBIT_API_KEY=sim.api_key, BYBIT_API_SECRET=SECRET)
+    args = (SET, "BTCUSDT", "ETHUSDT", "--on", "--base-url", sim.url)
+    table, lines = await asyncio.gather(run(*args, env=env), run(*args, "--json", env=env))
+    assert table.table()["BTCUSDT"][:2] == ["failed", "10004"]
+    assert lines.json()["BTCUSDT"]["error"] == "AuthenticationError"
+    signatures = [r.signature for r in sim.requests if r.signature]
+    assert len(signatures) == 4
+    for ran in (table, lines):
+        assert ran.status == 1
+        printed = ran.out + ran.err
+        assert SECRET not in printed
+        assert not any(signature in printed for signature in signatures)
+
+
+async def test_symbols_file_combined_with_arguments(sim: BybitSimulator, tmp_path: Path) -> None:
+    listed = tmp_path / "symbols.txt"
+    listed.write_text(
+        "# majors\nBTCUSDT\n\nETHUSDT   # trailing comment\n  SOLUSDT  \nBTCUSDT\n#XRPUSDT\n"
+    )
+    more = tmp_path / "more.txt"
+    more.write_text("ADAUSDT\nETHUSDT\n")
+    combined, from_stdin = await asyncio.gather(
+        run(
+            SET,
+            "DOTUSDT",
+            "--on",
+            "ETHUSDT",  # symbols may also follow options
+            "--symbols-file",
+            str(listed),
+            "--symbols-file",
+            str(more),
+            "--base-url",
+            sim.url,
+            env=cli_env(sim),
+        ),
+        run(
+            SET,
+            "--on",
+            "--symbols-file",
+            "-",
+            "--base-url",
+            sim.url,
+            "--json",
+            env=cli_env(sim),
+            stdin=b"XRPUSDT\nLTCUSDT\n",
+        ),
+    )
+    assert combined.status == 0, combined.err
+    # Each once, in the order first named: arguments, then the files.
+    assert list(combined.table()) == ["DOTUSDT", "ETHUSDT", "BTCUSDT", "SOLUSDT", "ADAUSDT"]
+    assert from_stdin.status == 0, from_stdin.err
+    assert sorted(from_stdin.json()) == ["LTCUSDT", "XRPUSDT"]
+    assert sim.count(PATH) == 5 + 2
+
+
+# -- without rich -------------------------------------------------------------------------
+
+
+async def test_without_rich_table_says_how_to_install_and_json_works(
+    sim: BybitSimulator,
+) -> None:
+    args = (SET, "BTCUSDT", "--on", "--base-url", sim.url)
+    table = await run(*args, env=cli_env(sim), command=NO_RICH)
+    assert (table.status, table.out) == (2, "")
+    assert table.errors == cli.RICH_MISSING + "\n"
+    assert "pip install 'bybit-async[cli]'" in table.err
+    assert sim.requests == []
+
+    lines = await run(*args, "--json", env=cli_env(sim), command=NO_RICH)
+    assert (lines.status, lines.errors) == (0, "")
+    assert lines.json()["BTCUSDT"]["ok"]
+
+
+async def test_importing_the_package_and_cli_does_not_import_rich() -> None:
+    code = (
+        "import sys, bybit_async, bybit_async.cli, bybit_async.__main__; "
+        "sys.exit('rich' in sys.modules)"
+    )
+    ran = await run(env=cli_env(), command=(*PYTHON, "-c", code))
+    assert ran.status == 0, ran.err
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------
+
+
+def stall_after(sim: BybitSimulator, answered: int, stalled: int) -> None:
+    """Answer the next *answered* requests to the endpoint, then hold *stalled* unanswered."""
+    sim.inject(Fault.stall(0), path=PATH, times=answered)
+    sim.inject(Fault.stall(), path=PATH, times=stalled)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_sigint_reports_done_and_cancelled_json(sim: BybitSimulator) -> None:
+    symbols = SYMBOLS[:20]
+    stall_after(sim, 5, 15)
+    with sigint_deliverable():
+        proc = await asyncio.create_subprocess_exec(
+            *PYTHON,
+            "-m",
+            "bybit_async",
+            SET,
+            *symbols,
+            "--on",
+            "--base-url",
+            sim.url,
+            *FAST,
+            "--json",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(sim),
+        )
+    try:
+        assert proc.stdout is not None
+        # The five answered symbols are printed while the rest hang.
+        early = [
+            json.loads(await asyncio.wait_for(proc.stdout.readline(), DEADLINE)) for _ in range(5)
+        ]
+        await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)  # clock sync + 20
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    proc.send_signal(signal.SIGINT)
+    ran = await finish(proc, EXIT_AFTER_SIGINT)
+
+    assert ran.status == 130
+    ran.assert_clean()
+    assert ran.errors == "bybit-async: interrupted: 5 of 20 symbols done, 15 cancelled " + (
+        "(a cancelled request may still have reached Bybit)\n"
+    )
+    assert all(o["ok"] and o["outcome"] == "set" for o in early)
+    late = [json.loads(line) for line in ran.out.splitlines()]
+    assert len(late) == 15
+    assert all(o["outcome"] == "cancelled" and o["error"] == "CancelledError" for o in late)
+    assert all(not o["ok"] and o["modified"] is None for o in late)
+    assert sorted(o["symbol"] for o in early + late) == symbols
+    assert sum(sim.auto_add_margin(s) for s in symbols) == 5
+
+
+class _Collect(asyncio.Protocol):
+    """Everything read from a pseudo-terminal, and a wake-up for each read."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.changed = asyncio.Event()
+        self.closed = False
+        self.error: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        self.changed.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Reading a pseudo-terminal whose other end is closed fails with EIO: that is its EOF.
+        if not (exc is None or (isinstance(exc, OSError) and exc.errno == errno.EIO)):
+            self.error = exc
+        self.closed = True
+        self.changed.set()
+
+    def text(self) -> str:
+        return _ANSI.sub("", self.data.decode("utf-8", "replace")).replace("\r", "")
+
+    async def wait_for(self, needle: str) -> None:
+        while needle not in self.text():
+            assert not self.closed, self.text()
+            self.changed.clear()
+            await self.changed.wait()
+
+    async def wait_closed(self) -> None:
+        while not self.closed:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pseudo-terminals")
+async def test_terminal_progress_bar_then_table_on_sigint(sim: BybitSimulator) -> None:
+    import pty
+
+    symbols = SYMBOLS[:20]
+    stall_after(sim, 5, 15)
+    main, child = pty.openpty()
+    loop = asyncio.get_running_loop()
+    try:
+        with sigint_deliverable():
+            proc = await asyncio.create_subprocess_exec(
+                *PYTHON,
+                "-m",
+                "bybit_async",
+                SET,
+                *symbols,
+                "--on",
+                "--base-url",
+                sim.url,
+                *FAST,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=child,
+                stderr=asyncio.subprocess.PIPE,
+                env=cli_env(sim, TERM="xterm-256color"),
+            )
+    finally:
+        os.close(child)
+    transport, screen = await loop.connect_read_pipe(_Collect, os.fdopen(main, "rb", 0))
+    try:
+        try:
+            # The progress bar counts the five answered symbols; the rest hang.
+            await asyncio.wait_for(screen.wait_for(" 5/20"), DEADLINE)
+            await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
+        proc.send_signal(signal.SIGINT)
+        ran = await finish(proc, EXIT_AFTER_SIGINT)
+        await asyncio.wait_for(screen.wait_closed(), EXIT_AFTER_SIGINT)
+    finally:
+        transport.close()
+    assert screen.error is None
+
+    assert ran.status == 130
+    ran.assert_clean()
+    assert "interrupted: 5 of 20 symbols done, 15 cancelled" in ran.err
+    rows = table_rows(screen.text())
+    assert list(rows) == symbols
+    outcomes = [row[0] for row in rows.values()]
+    assert (outcomes.count("set"), outcomes.count("cancelled")) == (5, 15)
+    assert "20 symbols in " in screen.text()
+    assert ": 5 set, 15 cancelled" in screen.text()
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("failed", "status"), [(0, 0), (2, 0), (3, 1)])
+def test_demo_exit_status(monkeypatch: pytest.MonkeyPatch, failed: int, status: int) -> None:
+    import bybit_async.demo
+
+    async def fake_demo(out: Any = print) -> int:
+        out("ran")
+        return failed
+
+    monkeypatch.setattr(bybit_async.demo, "run_demo", fake_demo)
+    assert cli.main(["demo"]) == status
