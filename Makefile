@@ -31,7 +31,7 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy --strict bybit_async
 
 docs: $(VENV)/.dev
-	$(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 pytest: $(VENV)/.dev
 	PYTHONASYNCIODEBUG=1 $(PY) -X dev -m pytest -W error
