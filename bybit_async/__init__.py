@@ -1,12 +1,12 @@
 """bybit_async: an asyncio client for the Bybit V5 REST API.
 
-One :class:`BybitSession` per process holds the connection pool, the rate
-limiter shared by every coroutine, the server clock and the retry policy::
+One `BybitSession` per process holds the connection pool, the rate
+limiter shared by every coroutine, the server clock and the retry policy:
 
     async with BybitSession(api_key, api_secret, testnet=True) as session:
         resp = await session.set_auto_add_margin("BTCUSDT", True)
 
-:mod:`bybit_async.testing` holds a Bybit simulator to run it against.
+`bybit_async.testing` holds a Bybit simulator to run it against.
 """
 
 from ._version import __version__

@@ -2,7 +2,7 @@
 
 Bybit accepts a timestamp only when
 ``server_time - recv_window <= timestamp < server_time + 1000``, so a client
-clock just one second fast is rejected.  :class:`ServerClock` asks the server
+clock just one second fast is rejected.  `ServerClock` asks the server
 for its time (``GET /v5/market/time``), assumes the answer was taken halfway
 through the round trip, and keeps the difference as an offset.  Widening
 ``recv_window`` would hide a slow clock but never a fast one.
@@ -47,6 +47,11 @@ class ServerClock:
     def synced(self) -> bool:
         """Whether an offset has been measured."""
         return self.offset_ms is not None
+
+    @property
+    def uncertainty_ms(self) -> int:
+        """How far off `now_ms` may be: half the last sync's round trip."""
+        return (self.round_trip_ms or 0) // 2 + 1
 
     def now_ms(self) -> int:
         """Return the estimated server time in Unix milliseconds."""

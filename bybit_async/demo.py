@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .errors import BybitError
+from .errors import BybitAPIError
 from .models import ApiResponse
 from .session import BybitSession
 from .testing import BybitSimulator
@@ -95,9 +95,11 @@ async def run_demo(out: Callable[[str], None] = print) -> int:
             out(f"  {symbol:<10} {what:<11} retCode {outcome.ret_code}")
         else:
             failed += 1
-            code = getattr(outcome, "ret_code", "-")
-            detail = outcome.message if isinstance(outcome, BybitError) else repr(outcome)
-            out(f"  {symbol:<10} {'failed':<11} retCode {code}: {detail}")
+            if isinstance(outcome, BybitAPIError):
+                detail = f"retCode {outcome.ret_code}: {outcome.ret_msg}"
+            else:
+                detail = str(outcome)
+            out(f"  {symbol:<10} {'failed':<11} {detail}")
     rate = len(SYMBOLS) / elapsed
     out(
         f"{len(SYMBOLS) - failed} ok, {failed} failed in {elapsed:.2f} s ({rate:.1f} requests/s "

@@ -1,6 +1,6 @@
 """Exceptions raised by bybit_async, and the table that maps Bybit's answers onto them.
 
-The hierarchy::
+The hierarchy:
 
     BybitError                       any failure of a request
     ├── TransportError               no usable answer arrived
@@ -24,9 +24,9 @@ The hierarchy::
 
 Every error names the request's method and path and, once retries are over,
 how many attempts were made.  None of them carries the API secret or the
-signature.  :func:`error_for_ret_code` and :func:`error_for_status` hold the
+signature.  `error_for_ret_code` and `error_for_status` hold the
 only mapping from Bybit's answers to these classes; whether each is retried is
-decided in :mod:`bybit_async.retry`.
+decided in `bybit_async.retry`.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class InvalidResponseError(BybitError):
 class BybitAPIError(BybitError):
     """Bybit answered with a non-zero ``retCode``."""
 
-    #: The server-clock generation the request was signed at (see :mod:`bybit_async.clock`).
+    #: The server-clock generation the request was signed at (see `bybit_async.clock`).
     clock_generation: int | None = None
 
     def __init__(
@@ -249,9 +249,9 @@ def error_for_status(status: int, body: bytes, *, method: str, path: str) -> HTT
 
 #: Answers that mean "already so": path -> (retCode, text the lowercased retMsg
 #: contains).  Bybit does not document what set-auto-add-margin answers when the
-#: flag already has the requested value; 10001 "... not modified" is what the
-#: V5 API has been reported to send, and 130060 AUTO_ADD_MARGIN_NOT_MODIFIED is
-#: the older linear API's code (see docs/errors.md for sources).
+#: flag already has the requested value; 10001 "auto add margin not modified" is
+#: what the V5 API has been recorded to send, and 130060 is the older linear
+#: API's code for it (sources in docs/protocol-notes.md).
 NOT_MODIFIED: Mapping[str, tuple[tuple[int, str], ...]] = MappingProxyType(
     {
         "/v5/position/set-auto-add-margin": ((10001, "not modified"), (130060, "")),

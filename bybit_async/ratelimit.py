@@ -2,7 +2,7 @@
 
 Bybit counts requests in rolling windows at the moment they *arrive*: 600 per
 5 seconds per IP across all endpoints, and a per-UID, per-endpoint limit per
-rolling second (:data:`ENDPOINT_LIMITS`).  A token bucket whose burst equals
+rolling second (`ENDPOINT_LIMITS`).  A token bucket whose burst equals
 the limit lets up to twice the limit into one rolling window (a full burst,
 then a refill's worth), so each bucket here is sized from the window instead:
 a burst of ``burst`` requests and a refill rate of
@@ -15,8 +15,8 @@ The server's own accounting wins when it is stricter: when a response says
 ``X-Bapi-Limit-Status: 0``, later calls to that endpoint wait until
 ``X-Bapi-Limit-Reset-Timestamp``.
 
-:class:`Limiter` is the interface the session talks to, so that a limiter
-shared by several processes can replace :class:`LocalLimiter`.
+`Limiter` is the interface the session talks to, so that a limiter
+shared by several processes can replace `LocalLimiter`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
     }
 )
 
-#: Per-IP limit: requests per :data:`IP_WINDOW` seconds, all endpoints together.
+#: Per-IP limit: requests per `IP_WINDOW` seconds, all endpoints together.
 IP_LIMIT = 600
 IP_WINDOW = 5.0
 
@@ -101,7 +101,7 @@ class Limiter(Protocol):
 
 
 class LocalLimiter:
-    """A :class:`Limiter` for one process: aiolimiter buckets shared by its coroutines."""
+    """A `Limiter` for one process: aiolimiter buckets shared by its coroutines."""
 
     __slots__ = ("_blocked_until", "_buckets", "_ip", "_limits")
 
@@ -137,6 +137,7 @@ class LocalLimiter:
     def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
         """Block *path* until the reported reset when the server says none are left."""
         if remaining == 0 and reset_in is not None and reset_in > 0:
-            until = asyncio.get_running_loop().time() + reset_in
+            # Requests sent after the reset may still arrive together: keep the margin.
+            until = asyncio.get_running_loop().time() + reset_in + self._limits.jitter
             if until > self._blocked_until.get(path, 0.0):
                 self._blocked_until[path] = until

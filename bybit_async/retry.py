@@ -10,8 +10,8 @@ Failures fall into three kinds, by what the client knows of the request's fate:
 * final (everything else: bad parameters, auth, permissions, positions, HTTP
   401/403/404): raised at once.
 
-:data:`RETRY_RULES` is that decision as one table, and :func:`should_retry`
-its only reader.  :class:`RetryPolicy` makes the first attempt directly and
+`RETRY_RULES` is that decision as one table, and `should_retry`
+its only reader.  `RetryPolicy` makes the first attempt directly and
 brings in tenacity only once an attempt has failed, so a call that succeeds
 first time pays nothing for the retry machinery.
 """
@@ -93,7 +93,7 @@ RETRY_RULES: Mapping[type[BybitError], RetryRule] = MappingProxyType(
 
 
 def rule_for(error: BaseException) -> RetryRule:
-    """Return the rule for *error*: its most derived class listed in :data:`RETRY_RULES`."""
+    """Return the rule for *error*: its most derived class listed in `RETRY_RULES`."""
     for cls in type(error).__mro__:
         rule = RETRY_RULES.get(cls)
         if rule is not None:
@@ -111,7 +111,7 @@ class RetryPolicy:
     """Up to *max_retries* retries with exponential back-off and full jitter.
 
     The n-th retry waits a random time up to ``min(max_wait, initial_wait * 2**n)``,
-    or longer when the server said how long to wait (:attr:`BybitError.retry_after`).
+    or longer when the server said how long to wait (`BybitError.retry_after`).
     """
 
     __slots__ = ("_backoff", "initial_wait", "max_retries", "max_wait", "sleep")

@@ -1,9 +1,9 @@
 """The session: one connection pool, limiter, clock and retry policy per process.
 
-Every request goes through :meth:`BybitSession.request`, which serializes the
+Every request goes through `BybitSession.request`, which serializes the
 parameters once and then, for each attempt, waits for the limiter, stamps and
 signs the request afresh, sends it and maps the answer.  Endpoint methods such
-as :meth:`BybitSession.set_auto_add_margin` only validate their arguments and
+as `BybitSession.set_auto_add_margin` only validate their arguments and
 call it.
 """
 
@@ -119,7 +119,7 @@ def auto_add_margin_params(
 ) -> dict[str, Any]:
     """Validate the arguments of set-auto-add-margin and return its JSON body.
 
-    Raises :exc:`TypeError` or :exc:`ValueError` for anything Bybit would reject.
+    Raises `TypeError` or `ValueError` for anything Bybit would reject.
     """
     if not isinstance(symbol, str):
         raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
@@ -151,18 +151,18 @@ class BybitSession:
 
     Create one per process and share it between coroutines: it owns the
     connection pool, the rate limiter and the server clock.  Use it as an
-    async context manager, or call :meth:`close` when done.
+    async context manager, or call `close` when done.
 
     *api_secret* is the HMAC secret of a system-made key, or the PEM private
     key of a self-made RSA key (an unencrypted PEM private key is recognised;
-    :attr:`sign_type` tells which was chosen).  For an encrypted key or any
-    other signer, pass ``signer=`` (such as :class:`~bybit_async.RsaSigner`)
+    `sign_type` tells which was chosen).  For an encrypted key or any
+    other signer, pass ``signer=`` (such as `RsaSigner`)
     instead of *api_secret*.
 
-    *base_url* is a URL or a name from :data:`HOSTS`; *testnet* and *demo*
+    *base_url* is a URL or a name from `HOSTS`; *testnet* and *demo*
     pick those hosts.  *recv_window* (ms) is how old a request may arrive;
     *timeout* (s) bounds each attempt.  Failed requests are retried up to
-    *max_retries* times (see :mod:`bybit_async.retry`), waiting between
+    *max_retries* times (see `bybit_async.retry`), waiting between
     *backoff_initial* and *backoff_max* seconds.  *rate_limits* are the limits
     kept on the client side; None turns client-side limiting off, and a
     *limiter* replaces the built-in one.  *proxy* is an HTTP proxy URL.
@@ -262,7 +262,7 @@ class BybitSession:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
+        """Whether `close` has been called."""
         return self._closed
 
     @property
@@ -314,7 +314,7 @@ class BybitSession:
         POST *params* go as a JSON body, GET *params* as the query string.  The
         request is signed unless *signed* is false.  Failures where the request
         may have been executed are retried only when *idempotent* (default: true
-        for GET, false for POST).  Raises a :class:`~bybit_async.errors.BybitError`
+        for GET, false for POST).  Raises a `BybitError`
         when Bybit does not answer with success.
         """
         if method not in ("GET", "POST"):
@@ -392,7 +392,12 @@ class BybitSession:
         reset_at = _int_header(resp_headers.get("X-Bapi-Limit-Reset-Timestamp"))
         retry_after: float | None = None
         if limit_status is not None:
-            reset_in = None if reset_at is None else (reset_at - clock.now_ms()) / 1000
+            # Late rather than early: the reset is in server time, known only so well.
+            reset_in = (
+                None
+                if reset_at is None
+                else (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
+            )
             if self._limiter is not None:
                 self._limiter.observe(path, limit_status, reset_in)
             if limit_status == 0 and reset_in is not None:
@@ -490,7 +495,7 @@ class BybitSession:
     ) -> list[ApiResponse | Exception]:
         """Set auto-add-margin for every symbol in *symbols* concurrently.
 
-        Returns one outcome per symbol, in input order: the :class:`ApiResponse`,
+        Returns one outcome per symbol, in input order: the `ApiResponse`,
         or the exception that symbol's request raised.  One symbol's failure
         neither cancels nor hides the others.  Every argument is checked before
         any request is sent.

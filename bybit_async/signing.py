@@ -5,9 +5,9 @@ the exact body of a POST or the exact query string of a GET.  System-made
 (HMAC) keys sign with lowercase hex HMAC-SHA256; self-made (RSA) keys with a
 base64 RSASSA-PKCS1-v1_5 SHA-256 signature.  Either goes in ``X-BAPI-SIGN``.
 
-:class:`HmacSigner` computes HMAC's inner and outer SHA-256 states once per
+`HmacSigner` computes HMAC's inner and outer SHA-256 states once per
 secret (RFC 2104) and copies them for each message, which skips the key
-schedule that ``hmac.new`` repeats on every call.  :class:`RsaSigner` parses
+schedule that ``hmac.new`` repeats on every call.  `RsaSigner` parses
 its PEM key once; it needs the ``cryptography`` package (``bybit-async[rsa]``).
 """
 
@@ -87,7 +87,7 @@ class RsaSigner:
 
     *private_key_pem* is a PEM private key, PKCS#1 or PKCS#8, encrypted with
     *password* if given.  The key is parsed once; a malformed key, a wrong
-    password or a non-RSA key raises :exc:`ValueError`.
+    password or a non-RSA key raises `ValueError`.
     """
 
     __slots__ = ("_hash", "_key", "_padding")

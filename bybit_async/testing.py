@@ -1,17 +1,17 @@
 """A local Bybit V5 REST simulator for tests and benchmarks.
 
-:class:`BybitSimulator` serves ``GET /v5/market/time`` and
+`BybitSimulator` serves ``GET /v5/market/time`` and
 ``POST /v5/position/set-auto-add-margin`` on a local port with Bybit's
 signing, timestamp window, rate limits and error codes, keeps each account's
 positions in memory, records every request it receives, and misbehaves on
-demand (see :class:`Fault`)::
+demand (see `Fault`):
 
     async with BybitSimulator() as sim:
         sim.inject(Fault.http_status(503))
         ...  # point a client at sim.url with sim.api_key / sim.api_secret
         assert sim.auto_add_margin("BTCUSDT") == 1
 
-``python -m bybit_async.testing`` runs one in the foreground; see :func:`main`.
+``python -m bybit_async.testing`` runs one in the foreground; see `main`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: retMsg of the retCode 10001 answer when autoAddMargin already has the requested value.
-NOT_MODIFIED_MSG = "autoAddMargin not modified"
+NOT_MODIFIED_MSG = "auto add margin not modified"
 
 #: The public server-time endpoint.
 MARKET_TIME_PATH = "/v5/market/time"
@@ -60,7 +60,7 @@ SET_AUTO_ADD_MARGIN_PATH = "/v5/position/set-auto-add-margin"
 _DEFAULT_RECV_WINDOW = 5000
 # Bybit rejects timestamps this many ms or more ahead of its clock.
 _MAX_AHEAD_MS = 1000
-_SYMBOL = re.compile(r"[A-Z0-9]+")
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*")
 _MARGIN_MODES = ("isolated", "cross", "portfolio")
 
 _DEFAULT_MESSAGES: Mapping[int, str] = {
@@ -104,7 +104,7 @@ _wall_ns: Callable[[], int] = time.time_ns
 class Fault:
     """A misbehaviour for the simulator to answer one request with.
 
-    Build one with a class method; :meth:`BybitSimulator.inject` queues it.
+    Build one with a class method; `BybitSimulator.inject` queues it.
     """
 
     kind: Literal["http_status", "drop", "stall", "html", "ret_code"]
@@ -164,7 +164,7 @@ class RecordedRequest:
 
     *status* is 0 and *ret_code* ``None`` while the request is being handled,
     and for requests that got no answer (dropped, released at close, or whose
-    client had gone).  *at* is :func:`time.monotonic` at arrival.
+    client had gone).  *at* is `time.monotonic` at arrival.
     """
 
     at: float
@@ -228,12 +228,12 @@ class BybitSimulator:
     *enforce_limits* turns on the per-IP limit (*ip_limit* requests per
     *ip_window* seconds, then a ban of *ip_ban_seconds*) and the per-account,
     per-endpoint limits in *endpoint_limits* (requests per rolling second;
-    ``None`` means :data:`~bybit_async.ratelimit.ENDPOINT_LIMITS`).  The
+    ``None`` means `ENDPOINT_LIMITS`).  The
     server's clock runs *clock_offset_ms* ahead of the wall clock.
 
     Limits and the offset are plain attributes and may be changed at any
-    time.  Use it as an async context manager, or call :meth:`start` and
-    :meth:`close`.
+    time.  Use it as an async context manager, or call `start` and
+    `close`.
     """
 
     def __init__(
@@ -342,7 +342,7 @@ class BybitSimulator:
     # -- state -----------------------------------------------------------
 
     def server_time_ms(self) -> int:
-        """The server's clock in milliseconds: wall clock plus :attr:`clock_offset_ms`."""
+        """The server's clock in milliseconds: wall clock plus `clock_offset_ms`."""
         return _wall_ns() // 1_000_000 + self.clock_offset_ms
 
     def add_account(
@@ -404,7 +404,7 @@ class BybitSimulator:
     def position(
         self, symbol: str, position_idx: int = 0, *, api_key: str | None = None
     ) -> Position:
-        """Return the live :class:`Position`, creating the symbol's defaults on first use."""
+        """Return the live `Position`, creating the symbol's defaults on first use."""
         positions = self._positions(self._account(api_key), symbol)
         try:
             return positions[position_idx]
