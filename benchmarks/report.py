@@ -1,0 +1,614 @@
+"""Turning ``latest.json`` into targets, Markdown tables, docs/benchmarks.md and the chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import Json
+
+TARGET_SIGNER_VS_HMAC = 3.0
+TARGET_SIGNER_VS_FLOOR = 1.25
+TARGET_PREPARE_NS = 4_000
+TARGET_RPS_RATIO = 0.85
+TARGET_CPU_RATIO = 1.2
+TARGET_FLAT = 1.2
+TARGET_RSS_GROWTH_MIB = 2.0
+TARGET_OBJECT_GROWTH = 1_000
+TARGET_RATELIMIT_SLACK = 0.10
+
+CLIENT_LABELS = {"sdk": "bybit_async", "raw": "raw aiohttp", "pybit": "pybit", "ccxt": "ccxt"}
+LOOP_LABELS = {"asyncio": "asyncio", "uvloop": "uvloop"}
+
+
+# -- formatting ------------------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _range(stats: Json | None, digits: int = 0, scale: float = 1.0) -> str:
+    """``median (min-max)`` of a summary."""
+    if not stats or stats.get("median") is None:
+        return "n/a"
+    med, lo, hi = (stats[k] * scale for k in ("median", "min", "max"))
+    return f"{_num(med, digits)} ({_num(lo, digits)}-{_num(hi, digits)})"
+
+
+def _median(stats: Json | None) -> float | None:
+    return None if not stats else stats.get("median")
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> str:
+    """A Markdown table; *align* has one letter per column, ``l`` or ``r`` (default ``r``)."""
+    align = align.ljust(len(header), "r")
+    marks = [":---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+# -- targets ----------------------------------------------------------------------
+
+
+def evaluate_targets(results: Json) -> list[Json]:
+    """Each target of the issue: what was measured, the goal, and whether it is met."""
+    targets: list[Json] = []
+
+    def add(name: str, measured: str, goal: str, ok: bool | None, value: float | None) -> None:
+        targets.append(
+            {"target": name, "measured": measured, "goal": goal, "pass": ok, "value": value}
+        )
+
+    signing = results.get("signing")
+    if signing:
+        v = signing["variants"]
+        speedup = signing["ratios"]["hmac_new_over_signer"]["median"]
+        best = v["hmac_new"]["median"] / v["floor"]["median"]
+        add(
+            "Signer vs hmac.new per call",
+            f"{speedup:.3f}x faster ({v['signer']['median']:.0f} vs "
+            f"{v['hmac_new']['median']:.0f} ns; the floor itself is {best:.2f}x)",
+            f">= {TARGET_SIGNER_VS_HMAC:.1f}x",
+            speedup >= TARGET_SIGNER_VS_HMAC,
+            speedup,
+        )
+        near = signing["ratios"]["signer_over_floor"]["median"]
+        add(
+            "Signer vs precomputed-state floor",
+            f"{near:.3f}x the floor ({v['floor']['median']:.0f} ns)",
+            f"<= {TARGET_SIGNER_VS_FLOOR:.2f}x",
+            near <= TARGET_SIGNER_VS_FLOOR,
+            near,
+        )
+    prepare = results.get("prepare")
+    if prepare:
+        total = prepare["steps"]["total"]["median"]
+        add(
+            "Request preparation per call",
+            f"{total / 1000:.2f} µs",
+            f"< {TARGET_PREPARE_NS / 1000:.0f} µs",
+            total < TARGET_PREPARE_NS,
+            total,
+        )
+    throughput = results.get("throughput")
+    for loop_name, cells in (throughput or {}).get("loops", {}).items():
+        cell = cells.get("50")
+        if cell:
+            rps = cell["ratio"]["rps"]["median"]
+            add(
+                f"Throughput at concurrency 50 ({loop_name})",
+                f"{rps:.3f}x raw aiohttp ({cell['sdk']['rps']['median']:,.0f} vs "
+                f"{cell['raw']['rps']['median']:,.0f} req/s)",
+                f">= {TARGET_RPS_RATIO:.2f}x",
+                rps >= TARGET_RPS_RATIO,
+                rps,
+            )
+            cpu = cell["ratio"]["cpu_us"]["median"]
+            add(
+                f"Client CPU per request at concurrency 50 ({loop_name})",
+                f"{cpu:.3f}x raw aiohttp ({cell['sdk']['cpu_us']['median']:.0f} vs "
+                f"{cell['raw']['cpu_us']['median']:.0f} µs)",
+                f"<= {TARGET_CPU_RATIO:.1f}x",
+                cpu <= TARGET_CPU_RATIO,
+                cpu,
+            )
+        levels = [c for c in ("50", "200", "1000") if c in cells]
+        if len(levels) >= 2:
+            costs = [cells[c]["sdk"]["cpu_us"]["median"] for c in levels]
+            spread = max(costs) / min(costs)
+            raw_costs = [cells[c]["raw"]["cpu_us"]["median"] for c in levels]
+            # For context: raw aiohttp's own spread, and the SDK's cost relative to it.
+            relative = [cells[c]["ratio"]["cpu_us"]["median"] for c in levels]
+            add(
+                f"CPU per request flat from 50 to 1000 ({loop_name})",
+                f"{spread:.3f}x max/min ("
+                + " / ".join(f"{c:.0f}" for c in costs)
+                + f" µs at {'/'.join(levels)}); raw aiohttp itself "
+                + f"{max(raw_costs) / min(raw_costs):.2f}x; SDK ÷ raw "
+                + " / ".join(f"{r:.2f}" for r in relative),
+                f"within {TARGET_FLAT:.1f}x",
+                spread <= TARGET_FLAT,
+                spread,
+            )
+    if throughput and throughput.get("loops"):
+        errors = sum(
+            cell[client]["errors"]
+            for cells in throughput["loops"].values()
+            for cell in cells.values()
+            for client in ("sdk", "raw")
+        )
+        add("Failed requests in the throughput runs", str(errors), "0", errors == 0, errors)
+    soak = results.get("soak")
+    if soak:
+        rss, objects = soak["rss_growth_mib"], soak["objects_growth"]
+        ok = rss <= TARGET_RSS_GROWTH_MIB and objects <= TARGET_OBJECT_GROWTH and soak["complete"]
+        add(
+            f"No memory growth over {soak['requests']:,} requests",
+            f"RSS {soak['rss_at_10pct_mib']:.1f} -> {soak['rss_at_end_mib']:.1f} MiB "
+            f"({rss:+.1f}), objects {soak['objects_at_10pct']:,} -> "
+            f"{soak['objects_at_end']:,} ({objects:+,})",
+            f"10% vs end: RSS <= +{TARGET_RSS_GROWTH_MIB:.0f} MiB, "
+            f"objects <= +{TARGET_OBJECT_GROWTH:,}",
+            ok,
+            rss,
+        )
+    limited = results.get("rate_limited")
+    if limited:
+        wall, ideal = limited["wall_s"]["median"], limited["ideal_s"]
+        add(
+            "Rate-limited run: wall time",
+            f"{wall:.2f} s ({(wall / ideal - 1) * 100:+.0f}% of the ideal {ideal:.1f} s)",
+            f"within {TARGET_RATELIMIT_SLACK:.0%} of ideal",
+            wall <= ideal * (1 + TARGET_RATELIMIT_SLACK),
+            wall,
+        )
+        answers = limited["answers_10006"]
+        add("Rate-limited run: 10006 answers", str(answers), "0", answers == 0, answers)
+        peak, limit = limited["max_in_1s_window"], limited["limit_per_second"]
+        add(
+            "Rate-limited run: most in any 1 s window",
+            str(peak),
+            f"<= {limit}",
+            peak <= limit,
+            peak,
+        )
+    return targets
+
+
+# -- tables -------------------------------------------------------------------------
+
+
+def header_lines(results: Json) -> str:
+    """Where and how the figures were measured."""
+    m, v = results["machine"], results["versions"]
+    versions = ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)
+    return (
+        f"{results['mode'].capitalize()} run of {results['started_at']} "
+        f"({results.get('duration_s', 0):.0f} s): {m['cpu_model']}, {m['cores']} cores, "
+        f"{m['python']}, {m['os']}.  \n"
+        f"Versions: {versions}."
+    )
+
+
+def targets_table(results: Json) -> str:
+    """The targets with PASS/MISS."""
+    rows = [
+        [t["target"], t["measured"], t["goal"], _verdict(t["pass"])]
+        for t in results.get("targets", [])
+    ]
+    return _table(["Target", "Measured", "Goal", "Result"], rows, "llll")
+
+
+def signing_table(signing: Json) -> str:
+    """Section 1."""
+    v = signing["variants"]
+    signer = v["signer"]["median"]
+    rows = [
+        [
+            f"`{name}`",
+            signing["descriptions"][name],
+            _range(v[name], 0),
+            f"{v[name]['median'] / signer:.2f}x",
+        ]
+        for name in v
+    ]
+    return _table(["Variant", "What", "ns/call", "÷ signer"], rows, "ll")
+
+
+def prepare_table(prepare: Json) -> str:
+    """Section 2."""
+    steps = prepare["steps"]
+    rows = [[f"`{name}`", prepare["descriptions"][name], _range(steps[name], 0)] for name in steps]
+    return _table(["Step", "What", "ns/call"], rows, "ll")
+
+
+def throughput_table(cells: Json) -> str:
+    """Section 3, one event loop: both clients at every concurrency."""
+    rows = []
+    for concurrency, cell in cells.items():
+        for client in ("sdk", "raw"):
+            s = cell[client]
+            rows.append(
+                [
+                    concurrency,
+                    CLIENT_LABELS[client],
+                    _range(s["rps"], 0),
+                    _range(s["cpu_us"], 0),
+                    _num(_median(s["p50_ms"]), 2),
+                    _num(_median(s["p99_ms"]), 2),
+                    _num(s["peak_rss_mib"], 1),
+                    _num(s.get("traced_peak_mib"), 2),
+                    _num(_median(s["sim_cpu_us"]), 0),
+                    str(s["errors"]),
+                ]
+            )
+    return _table(
+        [
+            "Concurrency",
+            "Client",
+            "req/s",
+            "client CPU µs/req",
+            "p50 ms",
+            "p99 ms",
+            "peak RSS MiB",
+            "traced peak MiB",
+            "simulator CPU µs/req",
+            "errors",
+        ],
+        rows,
+        "rl",
+    )
+
+
+def ratio_table(loops: Json) -> str:
+    """Section 3: bybit_async ÷ raw aiohttp, per pair of adjacent rounds (one per sweep)."""
+    rows = []
+    for loop_name, cells in loops.items():
+        for concurrency, cell in cells.items():
+            rows.append(
+                [
+                    LOOP_LABELS.get(loop_name, loop_name),
+                    concurrency,
+                    str(cell["ratio"]["rps"]["n"]),
+                    _range(cell["ratio"]["rps"], 2),
+                    _range(cell["ratio"]["cpu_us"], 2),
+                ]
+            )
+    return _table(
+        ["Loop", "Concurrency", "Sweeps", "req/s, SDK ÷ raw", "CPU per request, SDK ÷ raw"],
+        rows,
+        "lr",
+    )
+
+
+def soak_table(soak: Json) -> str:
+    """Section 3, long run: memory and speed after each chunk."""
+    rows = [
+        [
+            f"{c['after_requests']:,}",
+            _num(c["rss_mib"], 1),
+            f"{c['gc_objects']:,}",
+            _num(c["rps"], 0),
+            _num(c["cpu_us"], 0),
+            _num(c["p99_ms"], 2),
+        ]
+        for c in soak["checkpoints"]
+    ]
+    return _table(
+        ["After requests", "RSS MiB", "gc objects", "req/s", "CPU µs/req", "p99 ms"], rows
+    )
+
+
+def ratelimit_table(limited: Json) -> str:
+    """Section 4: the run through the simulator, and the limiter alone for comparison."""
+    alone = limited.get("limiter_alone")
+    rows = [
+        [
+            "set_auto_add_margin_many via the simulator",
+            _num(limited["ideal_s"], 2),
+            _num(limited.get("limiter_pace_s"), 2),
+            _range(limited["wall_s"], 3),
+            _num(_median(limited.get("gap_ms")), 2),
+            str(limited["max_in_1s_window"]),
+            str(limited["answers_10006"]),
+            str(limited["failures"]),
+        ]
+    ]
+    if alone:
+        rows.append(
+            [
+                "the session's LocalLimiter alone, no network",
+                _num(limited["ideal_s"], 2),
+                _num(limited.get("limiter_pace_s"), 2),
+                _num(alone["wall_s"], 3),
+                _num(alone["gap_ms"], 2),
+                "",
+                "",
+                "",
+            ]
+        )
+    return _table(
+        [
+            "Run",
+            "Ideal s",
+            "Limiter's schedule s",
+            "Wall s",
+            "Median gap ms",
+            "Most in 1 s",
+            "10006",
+            "Failures",
+        ],
+        rows,
+        "l",
+    )
+
+
+def peers_table(peers: Json) -> str:
+    """Section 5."""
+    rows = []
+    for concurrency, cell in peers.get("by_concurrency", {}).items():
+        for client, s in cell.items():
+            vs = s.get("vs_sdk")
+            rows.append(
+                [
+                    concurrency,
+                    CLIENT_LABELS.get(client, client),
+                    _range(s["rps"], 0),
+                    _range(s["cpu_us"], 0),
+                    _num(_median(s["p50_ms"]), 2),
+                    _num(_median(s["p99_ms"]), 2),
+                    _num(_median(vs["rps"]), 2) if vs else "1",
+                    _num(_median(vs["cpu_us"]), 2) if vs else "1",
+                    str(s["errors"]),
+                ]
+            )
+    table = _table(
+        [
+            "Concurrency",
+            "Client",
+            "req/s",
+            "client CPU µs/req",
+            "p50 ms",
+            "p99 ms",
+            "req/s ÷ bybit_async",
+            "CPU ÷ bybit_async",
+            "errors",
+        ],
+        rows,
+        "rl",
+    )
+    notes = [
+        f"- {name}: {info['status']}" + (f" ({info['version']})" if info.get("version") else "")
+        for name, info in peers.get("clients", {}).items()
+    ]
+    notes += [f"- {name} pointed by: {how}" for name, how in peers.get("how_pointed", {}).items()]
+    return table + "\n\n" + "\n".join(notes)
+
+
+def render_tables(results: Json, heading: str = "##") -> str:
+    """Every section's tables as Markdown, in order; sections missing from *results* are skipped."""
+    parts = [f"{heading} Targets", targets_table(results)]
+    signing = results.get("signing")
+    if signing:
+        parts += [
+            f"{heading} 1. Signing, per call",
+            f"Message: {signing['message_bytes']} bytes, timestamp + API key + recv_window + "
+            f"the set-auto-add-margin body: `{signing['message']}`.",
+            signing_table(signing),
+        ]
+    prepare = results.get("prepare")
+    if prepare:
+        parts += [
+            f"{heading} 2. Request preparation, per call, no network",
+            f"Mirrors {prepare['mirrors']}.",
+            prepare_table(prepare),
+        ]
+    throughput = results.get("throughput")
+    if throughput and throughput.get("loops"):
+        parts.append(f"{heading} 3. Throughput against the simulator (no rate limits)")
+        parts.append(
+            f"Client peak memory: {throughput['memory_method']}; it is the whole process's, "
+            "both clients' pools included.  Traced peak: "
+            f"{throughput.get('traced_memory_method', 'n/a')}.  Connection pool: "
+            f"{throughput['pool_limit']} for both clients.  The raw client sends "
+            f"`X-BAPI-RECV-WINDOW: {throughput['recv_window_raw']}` and is re-signed before "
+            "every round."
+        )
+        for loop_name, cells in throughput["loops"].items():
+            parts.append(f"**Event loop: {LOOP_LABELS.get(loop_name, loop_name)}**")
+            parts.append(throughput_table(cells))
+        parts.append("**bybit_async ÷ raw aiohttp, per pair of adjacent rounds**")
+        parts.append(ratio_table(throughput["loops"]))
+        for skipped in throughput.get("skipped_loops", []):
+            parts.append(f"{skipped} is not installed: its rows are missing.")
+    soak = results.get("soak")
+    if soak:
+        parts += [
+            f"{heading} 3b. Long run: {soak['requests']:,} requests at concurrency "
+            f"{soak['concurrency']}",
+            f"Memory: {soak['memory_method']}, measured between chunks with nothing in flight.",
+            soak_table(soak),
+        ]
+    limited = results.get("rate_limited")
+    if limited:
+        parts += [
+            f"{heading} 4. Rate-limited: {limited['symbols']} symbols through "
+            f"set_auto_add_margin_many at {limited['limit_per_second']}/s "
+            f"({len(limited['rounds'])} rounds)",
+            "The simulator enforces the limit; the session runs with "
+            f"`RateLimits(endpoints={{path: {limited['limit_per_second']}}})`.  The limiter's "
+            "schedule is the time its buckets need by design (one request at once, then "
+            "`(limit - burst) / (1 s + jitter)` per second); the gap is the median time "
+            "between two arrivals at the simulator (between two acquisitions, for the "
+            "limiter alone).",
+            ratelimit_table(limited),
+        ]
+    peers = results.get("peers")
+    if peers:
+        parts += [f"{heading} 5. Other clients, same call, same simulator", peers_table(peers)]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- docs and chart ---------------------------------------------------------------------
+
+HOW_TO_READ = """\
+- Every figure is the **median over rounds**, with the smallest and largest round in
+  brackets: `median (min-max)`.  Ratios are taken round by round, between adjacent
+  rounds of the two clients, and then the median of those is shown.
+- **bybit_async** is `BybitSession(..., rate_limits=None).set_auto_add_margin`; **raw
+  aiohttp** is the least a hand-written client can do for the same request: one pooled
+  `aiohttp.ClientSession`, bodies signed before the clock starts, the answer read and
+  parsed with orjson.  The difference between them is what the SDK costs.
+- **Client CPU µs/req** is user + system CPU of the client process (`getrusage`) per
+  request.  The simulator runs in another process, so none of its work is in it; its own
+  CPU per request is shown alongside, because on 2 cores it is the simulator that sets
+  the request rate, and a client that waits on the server pays more wake-ups per request.
+- Absolute figures move by ±30% between runs on a shared virtual machine; the ratios,
+  taken between rounds a second apart, move far less.  Compare ratios across machines,
+  not absolute rates."""
+
+HOW_MEASURED = """\
+- **Signing** (section 1) and **preparation** (section 2) are timed in one process with
+  `time.perf_counter_ns` around loops of tens of thousands of calls, the garbage
+  collector off, every variant once per round in rotating order.  The loop itself (about
+  10 ns) is included.  The floor is written inline in the benchmark, independently of
+  `HmacSigner`.  Preparation calls the session's own pieces in the order of
+  `BybitSession._send`, as listed above its table.
+- **Throughput** (section 3): the simulator runs as `python -m bybit_async.testing
+  --no-limits --port 0` in a subprocess; the client runs in the main process.  The
+  matrix runs in sweeps: each sweep starts a fresh simulator and fresh clients, warms
+  both up (untimed), then visits every concurrency level, in an order that rotates from
+  sweep to sweep, with one round of bybit_async and one of raw aiohttp (A B, and B A
+  in every other sweep so that going first favours neither).
+  Medians are over sweeps, so a slow minute of the machine lands on every level and
+  both clients alike.  *Concurrency* is the number of coroutines, each with its own
+  symbol, looping over its share of the round's requests and flipping the flag each
+  time so that every answer is retCode 0.  Both clients use a connection pool of 100
+  (the session's default `max_connections`).  Latency is per request, from the call to
+  the parsed answer.  A round is bounded by count and by time.
+- **Long run**: the session alone, in chunks of 10%; after each chunk, with nothing in
+  flight, `gc.collect()`, then RSS and the number of gc-tracked objects.  Growth is the
+  end against the first chunk, so that caches filled by the first requests do not count.
+- **Rate-limited** (section 4): an in-process `BybitSimulator` enforcing 100/s on the
+  endpoint, a fresh one per round, the wall time of one `set_auto_add_margin_many` call
+  over 300 symbols (including the first clock sync), `sim.max_in_window(path, 1.0)` and
+  `sim.count(path, ret_code=10006)`.
+- **Other clients** (section 5) are measured only when installed, against the same
+  simulator process, interleaved with bybit_async at the same concurrency."""
+
+
+def render_docs(results: Json, chart: Path | None) -> str:
+    """The whole of docs/benchmarks.md."""
+    chart_part = ""
+    if chart is not None:
+        chart_part = (
+            "## Throughput and CPU per request against concurrency\n\n"
+            f"![Requests per second and client CPU per request against concurrency, "
+            f"bybit_async and raw aiohttp]({chart.name})\n\n"
+        )
+    return (
+        "# Benchmarks\n\n"
+        "What `bybit_async` costs per request, and how it scales, measured by the suite in "
+        "`benchmarks/` against the simulator on loopback.  This page and its chart are "
+        "written by `python -m benchmarks` from `benchmarks/results/latest.json`.\n\n"
+        f"{header_lines(results)}\n\n"
+        "## How to read these tables\n\n"
+        f"{HOW_TO_READ}\n\n"
+        "## How it is measured\n\n"
+        f"{HOW_MEASURED}\n\n"
+        f"{chart_part}"
+        f"{render_tables(results)}\n"
+        "## Running it\n\n"
+        "```bash\n"
+        "make bench          # full run, about 2.5 minutes on 2 cores; rewrites this page\n"
+        "make bench-quick    # smaller counts, the same tables, under a minute\n"
+        ".venv/bin/python -m benchmarks --chart-only   # this page and the chart from "
+        "latest.json\n"
+        "```\n"
+    )
+
+
+def write_chart(results: Json, path: Path) -> Path | None:
+    """Plot req/s and CPU per request against concurrency; None when there is nothing to plot.
+
+    matplotlib is imported here only, so that the suite runs without it.
+    """
+    loops = (results.get("throughput") or {}).get("loops") or {}
+    if not loops:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rps, ax_cpu) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    styles: dict[tuple[str, str], dict[str, Any]] = {
+        ("asyncio", "sdk"): {"color": "tab:blue", "linestyle": "-", "marker": "o"},
+        ("asyncio", "raw"): {"color": "tab:gray", "linestyle": "-", "marker": "s"},
+        ("uvloop", "sdk"): {"color": "tab:green", "linestyle": "--", "marker": "o"},
+        ("uvloop", "raw"): {"color": "tab:olive", "linestyle": "--", "marker": "s"},
+    }
+    series = [(loop_name, client) for loop_name in loops for client in ("sdk", "raw")]
+    for index, (loop_name, client) in enumerate(series):
+        cells = loops[loop_name]
+        levels = sorted(int(c) for c in cells)
+        # Nudge each series sideways (the axis is logarithmic) so the error bars stay apart.
+        nudge = 1.07 ** (index - (len(series) - 1) / 2)
+        style = styles.get((loop_name, client), {})
+        label = f"{CLIENT_LABELS[client]} ({loop_name})"
+        for ax, key in ((ax_rps, "rps"), (ax_cpu, "cpu_us")):
+            stats = [cells[str(c)][client][key] for c in levels]
+            med = [s["median"] for s in stats]
+            err = [
+                [m - s["min"] for m, s in zip(med, stats, strict=True)],
+                [s["max"] - m for m, s in zip(med, stats, strict=True)],
+            ]
+            xs = [c * nudge for c in levels]
+            ax.errorbar(xs, med, yerr=err, label=label, capsize=3, **style)
+    for ax, title, unit in (
+        (ax_rps, "Throughput", "requests per second"),
+        (ax_cpu, "Client CPU per request", "µs of CPU per request"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(int(c) for c in next(iter(loops.values()))))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("concurrent coroutines (one symbol each)")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    ax_cpu.legend(fontsize=8, loc="best")
+    machine = results["machine"]
+    fig.suptitle(
+        f"bybit_async vs raw aiohttp against the simulator; median and min-max of rounds "
+        f"({machine['cores']} cores, {machine['python']})",
+        fontsize=10,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_docs(results: Json, docs_path: Path, chart_path: Path) -> list[Path]:
+    """Write the chart (if matplotlib is there) and docs/benchmarks.md; return the paths."""
+    written: list[Path] = []
+    chart: Path | None
+    try:
+        chart = write_chart(results, chart_path)
+    except ImportError:
+        # No matplotlib: the page goes without a chart rather than with a stale one.
+        chart = None
+    if chart is not None:
+        written.append(chart)
+    docs_path.write_text(render_docs(results, chart), encoding="utf-8")
+    written.append(docs_path)
+    return written
