@@ -6,10 +6,17 @@ rolling second (`ENDPOINT_LIMITS`).  A token bucket whose burst equals
 the limit lets up to twice the limit into one rolling window (a full burst,
 then a refill's worth), so each bucket here is sized from the window instead:
 a burst of ``burst`` requests and a refill rate of
-``(limit - burst) / (window + jitter)`` per second.  Any interval of
-``window + jitter`` seconds then admits at most ``limit`` requests, which keeps
-every rolling window at the server within the limit even when requests sent
-``jitter`` seconds apart arrive together.
+``(limit - burst) / (window + jitter + TIMER_SLACK)`` per second.  Any interval
+of ``window + jitter`` seconds then admits at most ``limit`` requests, which
+keeps every rolling window at the server within the limit even when requests
+sent ``jitter`` seconds apart arrive together.
+
+An event loop's timers fire up to a millisecond late, and a bucket that is
+empty when its waiter wakes loses that time for good: over 300 requests at
+100/s that is a quarter of a second.  Each bucket therefore holds
+``TIMER_SLACK`` seconds of refill beyond ``burst``, so a late wake-up uses
+capacity that had already accrued instead of losing it; the refill rate above
+pays for that extra capacity.
 
 The server's own accounting wins when it is stricter: when a response says
 ``X-Bapi-Limit-Status: 0``, later calls to that endpoint wait until
@@ -33,6 +40,7 @@ __all__ = [
     "ENDPOINT_LIMITS",
     "IP_LIMIT",
     "IP_WINDOW",
+    "TIMER_SLACK",
     "Limiter",
     "LocalLimiter",
     "RateLimits",
@@ -49,6 +57,9 @@ ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
         "/v5/position/add-margin": 10,
     }
 )
+
+#: Seconds of refill a bucket holds beyond its burst, for timers that fire late.
+TIMER_SLACK = 0.002
 
 #: Per-IP limit: requests per `IP_WINDOW` seconds, all endpoints together.
 IP_LIMIT = 600
@@ -86,8 +97,9 @@ class RateLimits:
 
     def bucket(self, limit: int, window: float) -> AsyncLimiter:
         """Return a bucket that admits at most *limit* requests in any *window* seconds."""
-        rate = (limit - self.burst) / (window + self.jitter)
-        return AsyncLimiter(self.burst, self.burst / rate)
+        rate = (limit - self.burst) / (window + self.jitter + TIMER_SLACK)
+        capacity = self.burst + rate * TIMER_SLACK
+        return AsyncLimiter(capacity, capacity / rate)
 
 
 class Limiter(Protocol):

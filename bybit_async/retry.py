@@ -157,11 +157,27 @@ class RetryPolicy:
         try:
             return await attempt(1)
         except BybitError as error:
-            if self.max_retries == 0 or not should_retry(error, idempotent):
-                raise
-            last = error
-        pending: BybitError | None = last
+            first = error
+        return await self.retry(first, attempt, idempotent=idempotent, before_retry=before_retry)
 
+    async def retry(
+        self,
+        first: BybitError,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        idempotent: bool,
+        before_retry: Callable[[BybitError, RetryRule], Awaitable[None]],
+    ) -> T:
+        """Go on as :meth:`call` does after the first attempt failed with *first*.
+
+        A caller on a hot path makes the first attempt itself and comes here only
+        on failure, so that a request that succeeds at once costs no more than
+        the attempt.  Raises *first* when it may not be retried.
+        """
+        if self.max_retries == 0 or not should_retry(first, idempotent):
+            raise first
+        pending: BybitError | None = first
+        last = first
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,

@@ -10,6 +10,7 @@ call it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -339,11 +340,17 @@ class BybitSession:
     async def _call(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, idempotent: bool
     ) -> ApiResponse:
-        async def attempt(number: int) -> ApiResponse:
-            return await self._send(method, path, url, payload, signed, number)
-
-        return await self._retry.call(
-            attempt, idempotent=idempotent, before_retry=self._before_retry
+        # The first attempt is made here, not through RetryPolicy.call: a request
+        # that succeeds at once then passes through one coroutine fewer.
+        try:
+            return await self._send(method, path, url, payload, signed, 1)
+        except BybitError as error:
+            first = error
+        return await self._retry.retry(
+            first,
+            functools.partial(self._send, method, path, url, payload, signed),
+            idempotent=idempotent,
+            before_retry=self._before_retry,
         )
 
     async def _before_retry(self, error: BybitError, rule: RetryRule) -> None:
