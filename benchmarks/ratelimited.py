@@ -78,13 +78,13 @@ def measure_rate_limited(config: Config) -> Json:
         )
     log(f"rate-limited: the limiter alone, {symbols} acquisitions, no network")
     alone = run_on("asyncio", lambda: _limiter_alone(symbols, per_second))
-    # What the session's buckets need by design: `burst` at once, then a steady rate
-    # (RateLimits.bucket), before any lateness of the event loop's timers.
-    limits = RateLimits(endpoints={SET_AUTO_ADD_MARGIN: per_second})
-    rate = (per_second - limits.burst) / (1.0 + limits.jitter)
+    # What the session's bucket needs by design: its capacity at once, then its
+    # refill rate, before any lateness of the event loop's timers.
+    bucket = RateLimits(endpoints={SET_AUTO_ADD_MARGIN: per_second}).bucket(per_second, 1.0)
+    rate = bucket.max_rate / bucket.time_period
     return {
         "symbols": symbols,
-        "limiter_pace_s": (symbols - limits.burst) / rate,
+        "limiter_pace_s": (symbols - bucket.max_rate) / rate,
         "limit_per_second": per_second,
         "ideal_s": symbols / per_second,
         "wall_s": summary([r["wall_s"] for r in rounds]),

@@ -445,8 +445,9 @@ def render_tables(results: Json, heading: str = "##") -> str:
             f"({len(limited['rounds'])} rounds)",
             "The simulator enforces the limit; the session runs with "
             f"`RateLimits(endpoints={{path: {limited['limit_per_second']}}})`.  The limiter's "
-            "schedule is the time its buckets need by design (one request at once, then "
-            "`(limit - burst) / (1 s + jitter)` per second); the gap is the median time "
+            "schedule is the time its bucket needs by design (its capacity at once, then "
+            "`(limit - burst) / (1 s + jitter + TIMER_SLACK)` per second; see "
+            "`RateLimits.bucket`); the gap is the median time "
             "between two arrivals at the simulator (between two acquisitions, for the "
             "limiter alone).",
             ratelimit_table(limited),
