@@ -420,7 +420,7 @@ class BybitSession:
             try:
                 envelope = orjson.loads(body)
                 ret_code = envelope["retCode"]
-                ret_msg = envelope.get("retMsg") or ""
+                ret_msg = str(envelope.get("retMsg") or "")
             except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
                 ret_code = None
             if type(ret_code) is not int:

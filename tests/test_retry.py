@@ -205,3 +205,31 @@ async def test_request_timeout_is_final_for_non_idempotent(
     with pytest.raises(RequestTimeout):
         await make_session(timeout=0.2).request("POST", PATH, {"symbol": "BTCUSDT"})
     assert sim.count(PATH) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "",
+        "[]",
+        '"OK"',
+        '{"retMsg": "OK"}',
+        '{"retCode": "0", "retMsg": "OK"}',
+        "{not json",
+    ],
+)
+async def test_body_that_is_not_an_envelope(
+    sim: BybitSimulator, make_session: MakeSession, body: str
+) -> None:
+    sim.inject(Fault.http_status(200, body), path=PATH)
+    with pytest.raises(InvalidResponseError):
+        await make_session(max_retries=0).set_auto_add_margin("BTCUSDT", True)
+
+
+async def test_odd_ret_msg_type_is_tolerated(
+    sim: BybitSimulator, make_session: MakeSession
+) -> None:
+    sim.inject(Fault.http_status(200, '{"retCode": 10001, "retMsg": 7}'), path=PATH)
+    with pytest.raises(InvalidParameterError) as info:
+        await make_session().set_auto_add_margin("BTCUSDT", True)
+    assert info.value.ret_msg == "7"
