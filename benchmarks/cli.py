@@ -18,18 +18,19 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks-throughput.png"
 
-SECTIONS = ("signing", "prepare", "throughput", "soak", "ratelimit", "peers")
+SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers")
 
 
 def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     # Imported here so that --chart-only needs neither aiohttp sessions nor the simulator.
-    from .micro import measure_prepare, measure_signing
+    from .micro import measure_prepare, measure_rsa_signing, measure_signing
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
     from .throughput import measure_soak, measure_throughput
 
     return {
         "signing": ("signing", measure_signing),
+        "rsa": ("rsa_signing", measure_rsa_signing),
         "prepare": ("prepare", measure_prepare),
         "throughput": ("throughput", measure_throughput),
         "soak": ("soak", measure_soak),

@@ -20,7 +20,7 @@ from itertools import repeat
 import orjson
 
 from bybit_async.session import BybitSession, auto_add_margin_params
-from bybit_async.signing import HmacSigner
+from bybit_async.signing import HmacSigner, RsaSigner
 
 from .common import SET_AUTO_ADD_MARGIN, Config, Json, log, summary
 
@@ -269,4 +269,48 @@ def measure_prepare(config: Config) -> Json:
         "calls_per_round": config.prepare_calls,
         "descriptions": PREPARE_STEPS,
         "steps": steps,
+    }
+
+
+#: RSA key sizes measured.  RSA costs about a thousand HMACs, so rounds are short.
+RSA_KEY_SIZES = (2048, 4096)
+_RSA_CALLS = 200
+
+
+def measure_rsa_signing(config: Config) -> Json:
+    """Section 1b: µs per signature with a self-made RSA key, next to the HMAC signer."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        return {"available": False, "reason": "cryptography is not installed"}
+    message = signing_message()
+    rounds = max(3, config.micro_rounds // 3)
+    calls = _RSA_CALLS if config.name == "full" else _RSA_CALLS // 4
+
+    def timer(sign: Callable[[bytes], str]) -> Callable[[int], float]:
+        def run(n: int) -> float:
+            t0 = time.perf_counter_ns()
+            for _ in repeat(None, n):
+                sign(message)
+            return (time.perf_counter_ns() - t0) / n
+
+        return run
+
+    # Interleaved in the same rounds as the HMAC signer, so the ratio compares like with like.
+    timers = {"hmac": timer(HmacSigner(BENCH_SECRET).sign)}
+    for bits in RSA_KEY_SIZES:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        timers[f"rsa{bits}"] = timer(RsaSigner(pem).sign)
+    log(f"rsa signing: {rounds} rounds x {calls} calls x {len(timers)} variants")
+    return {
+        "available": True,
+        "message_bytes": len(message),
+        "calls_per_round": calls,
+        "variants": _rounds(timers, rounds, calls),
     }

@@ -223,6 +223,21 @@ def signing_table(signing: Json) -> str:
     return _table(["Variant", "What", "ns/call", "÷ signer"], rows, "ll")
 
 
+def rsa_table(rsa: Json) -> str:
+    """Section 1b."""
+    v = rsa["variants"]
+    hmac_ns = v["hmac"]["median"]
+    rows = [
+        [
+            "HMAC-SHA256 (HmacSigner)" if name == "hmac" else f"RSA-{name[3:]} (RsaSigner)",
+            _range(v[name], 1, 1e-3),
+            f"{v[name]['median'] / hmac_ns:,.0f}x",
+        ]
+        for name in v
+    ]
+    return _table(["Key", "µs/signature", "÷ HMAC"], rows, "l")
+
+
 def prepare_table(prepare: Json) -> str:
     """Section 2."""
     steps = prepare["steps"]
@@ -403,6 +418,14 @@ def render_tables(results: Json, heading: str = "##") -> str:
             f"Message: {signing['message_bytes']} bytes, timestamp + API key + recv_window + "
             f"the set-auto-add-margin body: `{signing['message']}`.",
             signing_table(signing),
+        ]
+    rsa = results.get("rsa_signing")
+    if rsa and rsa.get("available"):
+        parts += [
+            f"{heading} 1b. RSA signing, per call",
+            "A self-made RSA key signs RSASSA-PKCS1-v1_5 SHA-256 over the same message; "
+            "each signature costs the event loop this much CPU, on top of the request.",
+            rsa_table(rsa),
         ]
     prepare = results.get("prepare")
     if prepare:
