@@ -12,6 +12,7 @@ The hierarchy:
     │   ├── TooManyRequestsError     429: Bybit sheds load
     │   └── ServerError              5xx from Bybit or its edge
     ├── InvalidResponseError         200 but not a JSON envelope (an HTML proxy page, say)
+    ├── SessionHaltedError           not sent: the session is cooling off after an IP ban
     └── BybitAPIError                a JSON envelope with ``retCode != 0``
         ├── ServerBusyError          10000, 10016: Bybit failed; the outcome is unknown
         ├── InvalidParameterError    10001, 10014, 10017
@@ -52,6 +53,7 @@ __all__ = [
     "RequestTimeout",
     "ServerBusyError",
     "ServerError",
+    "SessionHaltedError",
     "TimestampError",
     "TooManyRequestsError",
     "TransportError",
@@ -134,6 +136,27 @@ class InvalidResponseError(BybitError):
         self.body = body[:_BODY_EXCERPT].decode("utf-8", "replace")
         excerpt = " ".join(self.body.split()) or "<empty body>"
         super().__init__(f"not a Bybit JSON response: {excerpt}", method=method, path=path)
+
+
+class SessionHaltedError(BybitError):
+    """Not sent: an earlier request was refused for the IP (HTTP 403 or retCode 10018).
+
+    Bybit bans an IP that goes over its limit for ten minutes or more, and each
+    further request can extend the ban, so the session sends nothing until the
+    cool-off ends or `BybitSession.resume` is called.
+    """
+
+    def __init__(self, cause: BybitError, resume_in: float, *, method: str, path: str) -> None:
+        #: The error that halted the session.
+        self.cause = cause
+        #: Seconds until the session sends again.
+        self.resume_in = resume_in
+        super().__init__(
+            f"not sent: the session halted {resume_in:.0f} s more after "
+            f"{cause.method} {cause.path} got {cause.message}",
+            method=method,
+            path=path,
+        )
 
 
 class BybitAPIError(BybitError):

@@ -8,7 +8,8 @@ Failures fall into three kinds, by what the client knows of the request's fate:
   is not JSON, retCode 10000 or 10016): sent again only for idempotent requests,
   since a retry could apply a non-idempotent request twice;
 * final (everything else: bad parameters, auth, permissions, positions, HTTP
-  401/403/404): raised at once.
+  401/403/404): raised at once.  HTTP 403 and retCode 10018 mean the IP is
+  banned, so they also halt the session for a cool-off (``halt``).
 
 `RETRY_RULES` is that decision as one table, and `should_retry`
 its only reader.  `RetryPolicy` makes the first attempt directly and
@@ -37,6 +38,7 @@ from .errors import (
     BybitError,
     ConnectError,
     ConnectionDroppedError,
+    ForbiddenError,
     InvalidResponseError,
     IPRateLimitError,
     RateLimitError,
@@ -70,6 +72,8 @@ class RetryRule:
     retry: Retry
     #: Measure the server clock again before the next attempt.
     resync_clock: bool = False
+    #: Stop sending anything for a while: the IP is banned or blocked.
+    halt: bool = False
 
 
 _NEVER = RetryRule(Retry.NEVER)
@@ -80,7 +84,8 @@ RETRY_RULES: Mapping[type[BybitError], RetryRule] = MappingProxyType(
         ConnectError: RetryRule(Retry.ALWAYS),
         TooManyRequestsError: RetryRule(Retry.ALWAYS),
         RateLimitError: RetryRule(Retry.ALWAYS),
-        IPRateLimitError: _NEVER,
+        IPRateLimitError: RetryRule(Retry.NEVER, halt=True),
+        ForbiddenError: RetryRule(Retry.NEVER, halt=True),
         TimestampError: RetryRule(Retry.ALWAYS, resync_clock=True),
         TransportError: RetryRule(Retry.IF_IDEMPOTENT),
         RequestTimeout: RetryRule(Retry.IF_IDEMPOTENT),

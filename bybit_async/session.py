@@ -31,6 +31,7 @@ from .errors import (
     ConnectionDroppedError,
     InvalidResponseError,
     RequestTimeout,
+    SessionHaltedError,
     TransportError,
     error_for_ret_code,
     error_for_status,
@@ -38,7 +39,7 @@ from .errors import (
 )
 from .models import ApiResponse, PositionIdx
 from .ratelimit import Limiter, LocalLimiter, RateLimits
-from .retry import RetryPolicy, RetryRule
+from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 
 __all__ = ["DEFAULT_RATE_LIMITS", "HOSTS", "BybitSession"]
@@ -166,7 +167,9 @@ class BybitSession:
     *max_retries* times (see `bybit_async.retry`), waiting between
     *backoff_initial* and *backoff_max* seconds.  *rate_limits* are the limits
     kept on the client side; None turns client-side limiting off, and a
-    *limiter* replaces the built-in one.  *proxy* is an HTTP proxy URL.
+    *limiter* replaces the built-in one.  After HTTP 403 or retCode 10018 (an
+    IP ban) the session sends nothing for *ban_cooldown* seconds: calls raise
+    `SessionHaltedError` at once (see `resume`).  *proxy* is an HTTP proxy URL.
     """
 
     def __init__(
@@ -188,6 +191,7 @@ class BybitSession:
         backoff_initial: float = 0.25,
         backoff_max: float = 8.0,
         clock: ServerClock | None = None,
+        ban_cooldown: float = 600.0,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -202,6 +206,7 @@ class BybitSession:
         _check_positive("recv_window", recv_window, int)
         _check_positive("timeout", timeout, (int, float))
         _check_positive("max_connections", max_connections, int)
+        _check_positive("ban_cooldown", ban_cooldown, (int, float))
         if testnet and demo:
             raise ValueError("testnet and demo are different hosts: choose one")
         if base_url is None:
@@ -226,6 +231,9 @@ class BybitSession:
         self._max_connections = max_connections
         self._clock = clock or ServerClock()
         self._retry = RetryPolicy(max_retries, initial_wait=backoff_initial, max_wait=backoff_max)
+        self._ban_cooldown = ban_cooldown
+        # Set after an IP ban: (loop time until which nothing is sent, the error).
+        self._halted: tuple[float, BybitError] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
         self._urls: dict[str, URL] = {}
@@ -285,6 +293,19 @@ class BybitSession:
         key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
         state = "closed" if self._closed else "open"
         return f"<BybitSession {self._base_url} api_key={key!r} {state}>"
+
+    def resume(self) -> None:
+        """Send again before the cool-off after an IP ban has ended."""
+        self._halted = None
+
+    def _check_halted(self, method: str, path: str) -> None:
+        assert self._halted is not None
+        until, cause = self._halted
+        resume_in = until - asyncio.get_running_loop().time()
+        if resume_in <= 0:
+            self._halted = None
+            return
+        raise SessionHaltedError(cause, resume_in, method=method, path=path)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -362,12 +383,16 @@ class BybitSession:
     async def _send(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
     ) -> ApiResponse:
+        if self._halted is not None:
+            self._check_halted(method, path)
         http = self._http or self._open()
         clock = self._clock
         if signed and clock.offset_ms is None:
             await clock.sync(self._fetch_server_time)
         if self._limiter is not None:
             await self._limiter.acquire(path)
+        if self._halted is not None:  # halted while this request waited
+            self._check_halted(method, path)
         generation = clock.generation
         if signed:
             timestamp = str(clock.now_ms())
@@ -445,6 +470,9 @@ class BybitSession:
                 api_error.clock_generation = generation
                 error = api_error
         error.retry_after = retry_after
+        if rule_for(error).halt:
+            _log.warning("%s %s: %s; halting for %.0f s", method, path, error, self._ban_cooldown)
+            self._halted = (asyncio.get_running_loop().time() + self._ban_cooldown, error)
         raise error
 
     async def _fetch_server_time(self) -> int:

@@ -23,6 +23,7 @@ from bybit_async import (
     RequestTimeout,
     ServerBusyError,
     ServerError,
+    SessionHaltedError,
     TooManyRequestsError,
 )
 from bybit_async.testing import BybitSimulator, Fault
@@ -233,3 +234,36 @@ async def test_odd_ret_msg_type_is_tolerated(
     with pytest.raises(InvalidParameterError) as info:
         await make_session().set_auto_add_margin("BTCUSDT", True)
     assert info.value.ret_msg == "7"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.http_status(403, "access too frequent"), Fault.ret_code(10018, "IP rate limit")],
+)
+async def test_ip_ban_halts_the_session(
+    sim: BybitSimulator, make_session: MakeSession, fault: Fault
+) -> None:
+    session = make_session(rate_limits=None)
+    sim.inject(fault, path=PATH)
+    with pytest.raises((ForbiddenError, IPRateLimitError)) as first:
+        await session.set_auto_add_margin("BTCUSDT", True)
+    outcomes = await session.set_auto_add_margin_many(["ETHUSDT", "SOLUSDT", "XRPUSDT"], True)
+    assert sim.count(PATH) == 1  # nothing more reached the banned IP
+    for outcome in outcomes:
+        assert isinstance(outcome, SessionHaltedError)
+        assert outcome.cause is first.value
+        assert outcome.resume_in > 500
+        assert "not sent" in str(outcome)
+    session.resume()
+    resp = await session.set_auto_add_margin("ETHUSDT", True)
+    assert resp.ret_code == 0
+    assert sim.count(PATH) == 2
+
+
+async def test_ban_cooldown_ends(sim: BybitSimulator, make_session: MakeSession) -> None:
+    # A cool-off too short to wait for: the next call finds it over.
+    session = make_session(ban_cooldown=1e-9)
+    sim.inject(Fault.http_status(403, "access too frequent"), path=PATH)
+    with pytest.raises(ForbiddenError):
+        await session.set_auto_add_margin("BTCUSDT", True)
+    assert (await session.set_auto_add_margin("BTCUSDT", True)).ret_code == 0
