@@ -173,7 +173,7 @@ class RetryPolicy:
         idempotent: bool,
         before_retry: Callable[[BybitError, RetryRule], Awaitable[None]],
     ) -> T:
-        """Go on as :meth:`call` does after the first attempt failed with *first*.
+        """Go on as `call` does after the first attempt failed with *first*.
 
         A caller on a hot path makes the first attempt itself and comes here only
         on failure, so that a request that succeeds at once costs no more than

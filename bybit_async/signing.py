@@ -133,19 +133,23 @@ class RsaSigner:
         return f"RsaSigner(key_size={self.key_size})"
 
 
+def _pem_header(secret: str | bytes) -> str:
+    # The first line of a PEM block, such as "-----BEGIN RSA PRIVATE KEY-----".
+    text = secret.decode("ascii", "replace") if isinstance(secret, bytes) else secret
+    return text.strip().split("\n", 1)[0]
+
+
 def looks_like_pem_private_key(secret: str | bytes) -> bool:
     """Return whether *secret* is unmistakably a PEM private key rather than an HMAC secret."""
-    text = secret.decode("ascii", "replace") if isinstance(secret, bytes) else secret
-    text = text.strip()
-    return text.startswith("-----BEGIN ") and "PRIVATE KEY-----" in text.split("\n", 1)[0]
+    header = _pem_header(secret)
+    return header.startswith("-----BEGIN ") and "PRIVATE KEY-----" in header
 
 
 def signer_for(secret: str | bytes) -> Signer:
     """Return the signer for an API secret: RSA for a PEM private key, HMAC otherwise."""
     if looks_like_pem_private_key(secret):
         return RsaSigner(secret)
-    text = secret.decode("ascii", "replace") if isinstance(secret, bytes) else secret
-    if text.lstrip().startswith("-----BEGIN "):
+    if _pem_header(secret).startswith("-----BEGIN "):
         raise ValueError(
             "the secret is a PEM block but not a private key: sign with the private key "
             "and register its public key with Bybit"
