@@ -22,6 +22,7 @@ from .errors import (
     InvalidParameterError,
     InvalidResponseError,
     IPRateLimitError,
+    LimiterUnavailableError,
     PermissionDeniedError,
     PositionError,
     RateLimitError,
@@ -34,7 +35,7 @@ from .errors import (
     TransportError,
 )
 from .models import ApiResponse, PositionIdx
-from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, RateLimits
+from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
 from .session import HOSTS, BybitSession
 from .signing import HmacSigner, RsaSigner, Signer
 
@@ -55,8 +56,10 @@ __all__ = [
     "InvalidParameterError",
     "InvalidResponseError",
     "Limiter",
+    "LimiterUnavailableError",
     "LocalLimiter",
     "PermissionDeniedError",
+    "Permit",
     "PositionError",
     "PositionIdx",
     "RateLimitError",

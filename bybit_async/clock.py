@@ -7,6 +7,10 @@ for its time (``GET /v5/market/time``), assumes the answer was taken halfway
 through the round trip, and keeps the difference as an offset.  Widening
 ``recv_window`` would hide a slow clock but never a fast one.
 
+The round trip is timed around the HTTP exchange alone (`TimeSample`), never
+around a wait for the rate limiter: behind a queue of requests, a round trip
+that counted the wait would put the estimate off by half the wait.
+
 Syncs are shared: while one is under way, every caller awaits the same one,
 and a caller whose request was signed before the latest sync skips it.
 """
@@ -16,13 +20,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
-__all__ = ["ServerClock", "wall_clock_ms"]
+__all__ = ["ServerClock", "TimeSample", "wall_clock_ms"]
 
 
 def wall_clock_ms() -> int:
     """Return the local wall-clock time in Unix milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+class TimeSample(NamedTuple):
+    """One reading of the server's clock, with the local times around its exchange."""
+
+    #: The server's time in the answer, Unix ms.
+    server_ms: int
+    #: Local time (`ServerClock.local_ms`) just before the request was sent.
+    sent_ms: int
+    #: Local time just after the answer was read.
+    received_ms: int
+
+    @property
+    def round_trip_ms(self) -> int:
+        """Milliseconds between send and answer."""
+        return self.received_ms - self.sent_ms
 
 
 class ServerClock:
@@ -57,10 +78,23 @@ class ServerClock:
         """Return the estimated server time in Unix milliseconds."""
         return self._local_ms() + (self.offset_ms or 0)
 
+    def local_ms(self) -> int:
+        """Return the local clock's time in Unix milliseconds, as offsets are taken against."""
+        return self._local_ms()
+
+    def adopt(self, sample: TimeSample) -> None:
+        """Take the offset from *sample*, read halfway through its round trip."""
+        self.offset_ms = sample.server_ms - (sample.sent_ms + sample.received_ms) // 2
+        self.round_trip_ms = sample.round_trip_ms
+        self.generation += 1
+
     async def sync(
-        self, fetch: Callable[[], Awaitable[int]], *, signed_at_generation: int | None = None
+        self,
+        fetch: Callable[[], Awaitable[TimeSample]],
+        *,
+        signed_at_generation: int | None = None,
     ) -> None:
-        """Measure the offset with *fetch*, which returns the server time in ms.
+        """Measure the offset with *fetch*, which reads the server's clock.
 
         With *signed_at_generation*, skip the sync when a newer one has completed
         since a request was signed at that generation.  Concurrent callers share
@@ -74,13 +108,8 @@ class ServerClock:
             pending.add_done_callback(self._finished)
         await asyncio.shield(pending)
 
-    async def _measure(self, fetch: Callable[[], Awaitable[int]]) -> None:
-        before = self._local_ms()
-        server = await fetch()
-        after = self._local_ms()
-        self.offset_ms = server - (before + after) // 2
-        self.round_trip_ms = after - before
-        self.generation += 1
+    async def _measure(self, fetch: Callable[[], Awaitable[TimeSample]]) -> None:
+        self.adopt(await fetch())
 
     def _finished(self, future: asyncio.Future[None]) -> None:
         self._pending = None

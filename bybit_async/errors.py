@@ -13,6 +13,7 @@ The hierarchy:
     │   └── ServerError              5xx from Bybit or its edge
     ├── InvalidResponseError         200 but not a JSON envelope (an HTML proxy page, say)
     ├── SessionHaltedError           not sent: the session is cooling off after an IP ban
+    ├── LimiterUnavailableError      not sent: a shared rate limiter could not be reached
     └── BybitAPIError                a JSON envelope with ``retCode != 0``
         ├── ServerBusyError          10000, 10016: Bybit failed; the outcome is unknown
         ├── InvalidParameterError    10001, 10014, 10017
@@ -47,6 +48,7 @@ __all__ = [
     "IPRateLimitError",
     "InvalidParameterError",
     "InvalidResponseError",
+    "LimiterUnavailableError",
     "PermissionDeniedError",
     "PositionError",
     "RateLimitError",
@@ -157,6 +159,14 @@ class SessionHaltedError(BybitError):
             method=method,
             path=path,
         )
+
+
+class LimiterUnavailableError(BybitError):
+    """Not sent: the rate limiter shared with other processes could not be reached.
+
+    Without the shared count the session cannot know what the account's other
+    engines have sent, so it sends nothing (see `bybit_async.RedisLimiter`).
+    """
 
 
 class BybitAPIError(BybitError):

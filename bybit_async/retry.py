@@ -8,8 +8,14 @@ Failures fall into three kinds, by what the client knows of the request's fate:
   is not JSON, retCode 10000 or 10016): sent again only for idempotent requests,
   since a retry could apply a non-idempotent request twice;
 * final (everything else: bad parameters, auth, permissions, positions, HTTP
-  401/403/404): raised at once.  HTTP 403 and retCode 10018 mean the IP is
-  banned, so they also halt the session for a cool-off (``halt``).
+  401/403/404, a shared limiter out of reach): raised at once.  HTTP 403 and
+  retCode 10018 mean the IP is banned, so they also halt the session for a
+  cool-off (``halt``).
+
+A server that asks for a longer wait than the policy's ``max_server_wait``
+(``Retry-After``, or a rate-limit reset far ahead) is not waited for: the
+error is raised at once with its `BybitError.retry_after`, since a hint that
+large is broken or hostile, and sleeping on it would stall the caller.
 
 `RETRY_RULES` is that decision as one table, and `should_retry`
 its only reader.  `RetryPolicy` makes the first attempt directly and
@@ -41,6 +47,7 @@ from .errors import (
     ForbiddenError,
     InvalidResponseError,
     IPRateLimitError,
+    LimiterUnavailableError,
     RateLimitError,
     RequestTimeout,
     ServerBusyError,
@@ -93,6 +100,7 @@ RETRY_RULES: Mapping[type[BybitError], RetryRule] = MappingProxyType(
         ServerError: RetryRule(Retry.IF_IDEMPOTENT),
         InvalidResponseError: RetryRule(Retry.IF_IDEMPOTENT),
         ServerBusyError: RetryRule(Retry.IF_IDEMPOTENT),
+        LimiterUnavailableError: _NEVER,
     }
 )
 
@@ -116,10 +124,11 @@ class RetryPolicy:
     """Up to *max_retries* retries with exponential back-off and full jitter.
 
     The n-th retry waits a random time up to ``min(max_wait, initial_wait * 2**n)``,
-    or longer when the server said how long to wait (`BybitError.retry_after`).
+    or longer when the server said how long to wait (`BybitError.retry_after`),
+    but an error whose wait would exceed *max_server_wait* seconds is raised.
     """
 
-    __slots__ = ("_backoff", "initial_wait", "max_retries", "max_wait", "sleep")
+    __slots__ = ("_backoff", "initial_wait", "max_retries", "max_server_wait", "max_wait", "sleep")
 
     def __init__(
         self,
@@ -127,6 +136,7 @@ class RetryPolicy:
         *,
         initial_wait: float = 0.25,
         max_wait: float = 8.0,
+        max_server_wait: float = 10.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
@@ -135,9 +145,12 @@ class RetryPolicy:
             raise ValueError(f"max_retries must not be negative, got {max_retries}")
         if not initial_wait > 0 or not max_wait >= initial_wait:
             raise ValueError("backoff needs 0 < initial_wait <= max_wait")
+        if not max_server_wait >= 0:
+            raise ValueError(f"max_server_wait must not be negative, got {max_server_wait!r}")
         self.max_retries = max_retries
         self.initial_wait = initial_wait
         self.max_wait = max_wait
+        self.max_server_wait = max_server_wait
         self.sleep = sleep
         self._backoff = wait_random_exponential(multiplier=initial_wait, max=max_wait)
 
@@ -146,6 +159,13 @@ class RetryPolicy:
         error = state.outcome.exception() if state.outcome else None
         hint = error.retry_after if isinstance(error, BybitError) else None
         return max(backoff, hint) if hint is not None else backoff
+
+    def may_retry(self, error: BaseException, idempotent: bool) -> bool:
+        """Return whether this policy sends a request that failed with *error* again."""
+        if not should_retry(error, idempotent):
+            return False
+        hint = error.retry_after if isinstance(error, BybitError) else None
+        return hint is None or hint <= self.max_server_wait
 
     async def call(
         self,
@@ -179,14 +199,14 @@ class RetryPolicy:
         on failure, so that a request that succeeds at once costs no more than
         the attempt.  Raises *first* when it may not be retried.
         """
-        if self.max_retries == 0 or not should_retry(first, idempotent):
+        if self.max_retries == 0 or not self.may_retry(first, idempotent):
             raise first
         pending: BybitError | None = first
         last = first
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: should_retry(e, idempotent)),
+            retry=retry_if_exception(lambda e: self.may_retry(e, idempotent)),
             sleep=self.sleep,
             reraise=True,
         )

@@ -1,8 +1,9 @@
 """The session: one connection pool, limiter, clock and retry policy per process.
 
 Every request goes through `BybitSession.request`, which serializes the
-parameters once and then, for each attempt, waits for the limiter, stamps and
-signs the request afresh, sends it and maps the answer.  Endpoint methods such
+parameters once and then, for each attempt, takes a permit from the limiter,
+stamps and signs the request afresh, sends it, gives the permit back when the
+answer arrives and maps the answer.  Endpoint methods such
 as `BybitSession.set_auto_add_margin` only validate their arguments and
 call it.
 """
@@ -23,13 +24,14 @@ import orjson
 from yarl import URL
 
 from ._version import __version__
-from .clock import ServerClock
+from .clock import ServerClock, TimeSample
 from .errors import (
     BybitAPIError,
     BybitError,
     ConnectError,
     ConnectionDroppedError,
     InvalidResponseError,
+    LimiterUnavailableError,
     RequestTimeout,
     SessionHaltedError,
     TransportError,
@@ -38,7 +40,7 @@ from .errors import (
     is_not_modified,
 )
 from .models import ApiResponse, PositionIdx
-from .ratelimit import Limiter, LocalLimiter, RateLimits
+from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 
@@ -167,7 +169,10 @@ class BybitSession:
     *max_retries* times (see `bybit_async.retry`), waiting between
     *backoff_initial* and *backoff_max* seconds.  *rate_limits* are the limits
     kept on the client side; None turns client-side limiting off, and a
-    *limiter* replaces the built-in one.  After HTTP 403 or retCode 10018 (an
+    *limiter* (such as `RedisLimiter`) replaces the built-in one.  A server
+    that asks for a wait longer than *max_server_wait* seconds (a rate-limit
+    reset or ``Retry-After`` far ahead) is not waited for: the call raises
+    with `BybitError.retry_after` set.  After HTTP 403 or retCode 10018 (an
     IP ban) the session sends nothing for *ban_cooldown* seconds: calls raise
     `SessionHaltedError` at once (see `resume`).  *proxy* is an HTTP proxy URL.
     """
@@ -192,6 +197,7 @@ class BybitSession:
         backoff_max: float = 8.0,
         clock: ServerClock | None = None,
         ban_cooldown: float = 600.0,
+        max_server_wait: float = 10.0,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -207,6 +213,7 @@ class BybitSession:
         _check_positive("timeout", timeout, (int, float))
         _check_positive("max_connections", max_connections, int)
         _check_positive("ban_cooldown", ban_cooldown, (int, float))
+        _check_positive("max_server_wait", max_server_wait, (int, float))
         if testnet and demo:
             raise ValueError("testnet and demo are different hosts: choose one")
         if base_url is None:
@@ -230,7 +237,13 @@ class BybitSession:
         self._proxy = proxy
         self._max_connections = max_connections
         self._clock = clock or ServerClock()
-        self._retry = RetryPolicy(max_retries, initial_wait=backoff_initial, max_wait=backoff_max)
+        self._retry = RetryPolicy(
+            max_retries,
+            initial_wait=backoff_initial,
+            max_wait=backoff_max,
+            max_server_wait=max_server_wait,
+        )
+        self._max_server_wait = max_server_wait
         self._ban_cooldown = ban_cooldown
         # Set after an IP ban: (loop time until which nothing is sent, the error).
         self._halted: tuple[float, BybitError] | None = None
@@ -378,7 +391,7 @@ class BybitSession:
         _log.info("retrying %s %s after %s", error.method, error.path, type(error).__name__)
         if rule.resync_clock:
             generation = error.clock_generation if isinstance(error, BybitAPIError) else None
-            await self._clock.sync(self._fetch_server_time, signed_at_generation=generation)
+            await self._clock.sync(self._sample_server_time, signed_at_generation=generation)
 
     async def _send(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
@@ -388,11 +401,8 @@ class BybitSession:
         http = self._http or self._open()
         clock = self._clock
         if signed and clock.offset_ms is None:
-            await clock.sync(self._fetch_server_time)
-        if self._limiter is not None:
-            await self._limiter.acquire(path)
-        if self._halted is not None:  # halted while this request waited
-            self._check_halted(method, path)
+            await clock.sync(self._sample_server_time)
+        permit = await self._acquire(method, path)
         generation = clock.generation
         if signed:
             timestamp = str(clock.now_ms())
@@ -404,6 +414,37 @@ class BybitSession:
             }
         else:
             headers = self._headers
+        status, resp_headers, body = await self._exchange(
+            http, permit, method, path, url, payload, headers, number
+        )
+        return self._classify(method, path, status, resp_headers, body, generation, number)
+
+    async def _acquire(self, method: str, path: str) -> Permit | None:
+        """Wait for the limiter's permit; None when there is no limiter."""
+        if self._limiter is None:
+            return None
+        try:
+            permit = await self._limiter.acquire(path)
+        except LimiterUnavailableError as error:
+            error.method = method
+            raise
+        if self._halted is not None:  # halted while this request waited
+            permit.release(sent=False)
+            self._check_halted(method, path)
+        return permit
+
+    async def _exchange(
+        self,
+        http: aiohttp.ClientSession,
+        permit: Permit | None,
+        method: str,
+        path: str,
+        url: URL,
+        payload: bytes,
+        headers: Mapping[str, str],
+        number: int,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one request and read its answer; give *permit* back when it ends."""
         try:
             async with http.request(
                 method,
@@ -417,9 +458,31 @@ class BybitSession:
                 resp_headers = resp.headers
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             failure = _transport_error(exc, method, path)
+            if permit is not None:
+                # No connection means nothing reached Bybit; anything else may have.
+                permit.release(sent=not isinstance(failure, ConnectError))
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
             raise failure from exc
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
+        if permit is not None:
+            permit.release()
+        return status, resp_headers, body
 
+    def _classify(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        resp_headers: Mapping[str, str],
+        body: bytes,
+        generation: int,
+        number: int,
+    ) -> ApiResponse:
+        """Return the answer as an `ApiResponse`, or raise the error it means."""
+        clock = self._clock
         limit_status = _int_header(resp_headers.get("X-Bapi-Limit-Status"))
         reset_at = _int_header(resp_headers.get("X-Bapi-Limit-Reset-Timestamp"))
         retry_after: float | None = None
@@ -431,7 +494,9 @@ class BybitSession:
                 else (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
             )
             if self._limiter is not None:
-                self._limiter.observe(path, limit_status, reset_in)
+                # A reset further ahead than the cap is not trusted to hold the endpoint.
+                capped = reset_in is not None and reset_in > self._max_server_wait
+                self._limiter.observe(path, limit_status, None if capped else reset_in)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
         if retry_after is None and (header := _int_header(resp_headers.get("Retry-After"))):
@@ -475,22 +540,68 @@ class BybitSession:
             self._halted = (asyncio.get_running_loop().time() + self._ban_cooldown, error)
         raise error
 
-    async def _fetch_server_time(self) -> int:
-        resp = await self._send("GET", SERVER_TIME, self._url(SERVER_TIME), b"", False, 1)
+    async def _sample_server_time(self) -> TimeSample:
+        """Read the server's clock, timing the HTTP exchange alone, not the limiter's wait."""
+        if self._halted is not None:
+            self._check_halted("GET", SERVER_TIME)
+        http = self._http or self._open()
+        permit = await self._acquire("GET", SERVER_TIME)
+        url = self._url(SERVER_TIME)
+        sent = self._clock.local_ms()
+        status, headers, body = await self._exchange(
+            http, permit, "GET", SERVER_TIME, url, b"", self._headers, 1
+        )
+        received = self._clock.local_ms()
+        resp = self._classify("GET", SERVER_TIME, status, headers, body, self._clock.generation, 1)
         try:
-            return int(resp.result["timeNano"]) // 1_000_000
+            server = int(resp.result["timeNano"]) // 1_000_000
         except (TypeError, KeyError, ValueError):
             raise InvalidResponseError(
                 orjson.dumps(resp.result), method="GET", path=SERVER_TIME
             ) from None
+        return TimeSample(server, sent, received)
 
     # -- endpoints -------------------------------------------------------------
 
     async def get_server_time(self) -> int:
         """Return Bybit's time in Unix milliseconds (``GET /v5/market/time``)."""
-        return await self._retry.call(
-            lambda _: self._fetch_server_time(), idempotent=True, before_retry=self._before_retry
+        sample = await self._retry.call(
+            lambda _: self._sample_server_time(), idempotent=True, before_retry=self._before_retry
         )
+        return sample.server_ms
+
+    async def warm_up(self, connections: int = 1) -> None:
+        """Sync the server clock and open up to *connections* keep-alive connections.
+
+        Sends *connections* concurrent ``GET /v5/market/time`` requests (they
+        count against the IP limit) and takes the clock's offset from the one
+        with the shortest round trip.  A signed call afterwards then costs one
+        round trip instead of three (connect, clock sync, request), as long as
+        it comes before the pool closes idle connections (aiohttp's keep-alive
+        timeout, 15 s).
+        """
+        if isinstance(connections, bool) or not isinstance(connections, int):
+            raise TypeError(f"connections must be an int, got {connections!r}")
+        if not 1 <= connections <= self._max_connections:
+            raise ValueError(
+                f"connections must be from 1 to max_connections={self._max_connections}, "
+                f"got {connections!r}"
+            )
+
+        async def best_of() -> TimeSample:
+            outcomes = await asyncio.gather(
+                *(self._sample_server_time() for _ in range(connections)),
+                return_exceptions=True,
+            )
+            samples = [o for o in outcomes if isinstance(o, TimeSample)]
+            if not samples:
+                raise cast("BaseException", outcomes[0])
+            return min(samples, key=lambda sample: sample.round_trip_ms)
+
+        async def sync(_: int) -> None:
+            await self._clock.sync(best_of)
+
+        await self._retry.call(sync, idempotent=True, before_retry=self._before_retry)
 
     async def set_auto_add_margin(
         self,

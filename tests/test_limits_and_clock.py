@@ -23,7 +23,7 @@ async def test_200_symbols_stay_under_the_endpoint_limit() -> None:
     # mode on a loaded machine, requests sent apart arrive up to ~0.1 s closer
     # together (new connections, slow callbacks), so the margin is widened.
     async with BybitSimulator(endpoint_limits={PATH: 100}) as sim:
-        limits = RateLimits(endpoints={PATH: 100}, jitter=0.2)
+        limits = RateLimits(endpoints={PATH: 100})
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
         ) as session:
@@ -37,7 +37,7 @@ async def test_200_symbols_stay_under_the_endpoint_limit() -> None:
 async def test_ip_limit_kept_across_endpoints() -> None:
     # No endpoint limit on either side: only the IP bucket (100 per second here) holds.
     async with BybitSimulator(endpoint_limits={}, ip_limit=100, ip_window=1.0) as sim:
-        limits = RateLimits(ip_limit=100, ip_window=1.0, endpoints={}, jitter=0.2)
+        limits = RateLimits(ip_limit=100, ip_window=1.0, endpoints={})
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
         ) as session:
