@@ -19,9 +19,7 @@ def symbols(n: int) -> list[str]:
 
 async def test_200_symbols_stay_under_the_endpoint_limit() -> None:
     # The limit raised to 100/s to keep the test short.  A bucket with a burst
-    # of 100 would let about 190 into the first second.  Under asyncio debug
-    # mode on a loaded machine, requests sent apart arrive up to ~0.1 s closer
-    # together (new connections, slow callbacks), so the margin is widened.
+    # of 100 would let about 190 into the first second.
     async with BybitSimulator(endpoint_limits={PATH: 100}) as sim:
         limits = RateLimits(endpoints={PATH: 100})
         async with BybitSession(
@@ -144,15 +142,26 @@ async def test_injected_clock_is_used(sim: BybitSimulator) -> None:
     assert clock.generation == 1
 
 
+class RecordingPermit:
+    def __init__(self, limiter: RecordingLimiter, path: str) -> None:
+        self.limiter = limiter
+        self.path = path
+
+    def release(self, sent: bool = True) -> None:
+        self.limiter.released.append((self.path, sent))
+
+
 class RecordingLimiter:
     """A stand-in for a limiter shared between processes."""
 
     def __init__(self) -> None:
         self.acquired: list[str] = []
+        self.released: list[tuple[str, bool]] = []
         self.observed: list[tuple[str, int | None]] = []
 
-    async def acquire(self, path: str) -> None:
+    async def acquire(self, path: str) -> RecordingPermit:
         self.acquired.append(path)
+        return RecordingPermit(self, path)
 
     def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
         self.observed.append((path, remaining))
@@ -166,6 +175,8 @@ async def test_custom_limiter_replaces_the_local_one() -> None:
         ) as session:
             await session.set_auto_add_margin("BTCUSDT", True)
             await session.set_auto_add_margin("ETHUSDT", True)
-        # Every request, the clock sync included, asks the limiter first.
+        # Every request, the clock sync included, asks the limiter first and
+        # gives its permit back once answered.
         assert limiter.acquired == [TIME, PATH, PATH]
+        assert limiter.released == [(TIME, True), (PATH, True), (PATH, True)]
         assert limiter.observed == [(PATH, 1), (PATH, 0)]

@@ -100,12 +100,43 @@ def test_hosts(kwargs: dict[str, Any], host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"ip_window": 0}, {"jitter": -1}, {"burst": 0}, {"ip_limit": 1}, {"endpoints": {"/x": 1.5}}],
+    ("kwargs", "error"),
+    [
+        ({"ip_window": 0}, ValueError),
+        ({"window": -1.0}, ValueError),
+        ({"margin": -0.01}, ValueError),
+        ({"margin": "0.01"}, TypeError),
+        ({"ip_limit": 0}, ValueError),
+        ({"endpoints": {"/x": 1.5}}, TypeError),
+        ({"endpoints": {"/x": True}}, TypeError),
+    ],
 )
-def test_bad_rate_limits(kwargs: dict[str, Any]) -> None:
-    with pytest.raises((ValueError, TypeError)):
+def test_bad_rate_limits(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
         RateLimits(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_server_wait": 0}, ValueError),
+        ({"max_server_wait": "10"}, TypeError),
+    ],
+)
+def test_bad_session_limits(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        BybitSession("key", "secret", **kwargs)
+
+
+async def test_bad_warm_up_arguments(sim: BybitSimulator, make_session: MakeSession) -> None:
+    session = make_session(max_connections=4)
+    with pytest.raises(ValueError, match="connections"):
+        await session.warm_up(0)
+    with pytest.raises(ValueError, match="connections"):
+        await session.warm_up(5)
+    with pytest.raises(TypeError, match="connections"):
+        await session.warm_up(2.0)  # type: ignore[arg-type]
+    assert sim.requests == []
 
 
 async def test_bad_request_arguments(sim: BybitSimulator, make_session: MakeSession) -> None:
