@@ -57,10 +57,8 @@ class Config:
     soak_requests: int
     soak_concurrency: int
     soak_chunks: int
-    #: Rate-limited run: rounds of 300 symbols at 100/s.
+    #: Rate limits: rounds of the 60-symbol sweep (the 200-symbol one runs once, full only).
     ratelimit_rounds: int
-    ratelimit_symbols: int
-    ratelimit_per_second: int
     #: Optional peers: requests per round and rounds, per client and concurrency.
     peer_requests_per_round: int
     peer_rounds: int
@@ -91,8 +89,6 @@ FULL = Config(
     soak_concurrency=50,
     soak_chunks=10,
     ratelimit_rounds=3,
-    ratelimit_symbols=300,
-    ratelimit_per_second=100,
     peer_requests_per_round=500,
     peer_rounds=4,
     peer_concurrency=(1, 50),
@@ -113,8 +109,6 @@ QUICK = Config(
     soak_concurrency=50,
     soak_chunks=10,
     ratelimit_rounds=1,
-    ratelimit_symbols=300,
-    ratelimit_per_second=100,
     peer_requests_per_round=200,
     peer_rounds=2,
     peer_concurrency=(1, 50),

@@ -230,22 +230,24 @@ async def test_60_symbols_at_the_real_limit_never_exceed_it_under_jitter() -> No
 
 
 async def test_an_endpoint_behind_an_ip_backlog_is_not_released_in_a_burst() -> None:
-    # 30 writes behind 600 reads, with the IP limit raised to 300 per second to
-    # keep the test short; the endpoint keeps Bybit's real 10 per rolling second.
-    # A limiter that let writes take endpoint permits while they queued for the
-    # IP level would release about 20 of them together after the reads.
+    # 40 writes behind 100 reads, with the IP limit lowered to 50 per second so
+    # that the reads make a two-second backlog quickly; the endpoint keeps
+    # Bybit's real 10 per rolling second.  A limiter that let writes take
+    # endpoint permits while they queued for the IP level would release about
+    # 20 of them together after the reads.
     delay = NetworkDelay(low=0.0, high=0.01, seed=3)
-    async with BybitSimulator(ip_limit=300, ip_window=1.0, network_delay=delay) as sim:
-        limits = RateLimits(ip_limit=300, ip_window=1.0)
+    async with BybitSimulator(ip_limit=50, ip_window=1.0, network_delay=delay) as sim:
+        limits = RateLimits(ip_limit=50, ip_window=1.0)
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
         ) as session:
-            gets = [
+            await session.warm_up()  # a running engine: the writes need no clock sync
+            reads = [
                 asyncio.ensure_future(session.request("GET", TIME, signed=False))
-                for _ in range(600)
+                for _ in range(100)
             ]
-            writes = await session.set_auto_add_margin_many(symbols(30), True)
-            await asyncio.gather(*gets)
+            writes = await session.set_auto_add_margin_many(symbols(40), True)
+            await asyncio.gather(*reads)
         assert all(isinstance(o, ApiResponse) for o in writes)
         assert sim.count(ret_code=10006) == 0
         assert sim.count(status=403) == 0
