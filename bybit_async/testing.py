@@ -22,6 +22,7 @@ import bisect
 import hashlib
 import hmac
 import math
+import random
 import re
 import signal
 import sys
@@ -44,6 +45,7 @@ __all__ = [
     "SET_AUTO_ADD_MARGIN_PATH",
     "BybitSimulator",
     "Fault",
+    "NetworkDelay",
     "Position",
     "RecordedRequest",
     "main",
@@ -159,6 +161,58 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class NetworkDelay:
+    """One-way network delays for the simulator to add to every request.
+
+    Each direction (request in, answer out) waits its own delay, drawn
+    uniformly from [*low*, *high*] seconds, plus *spike* seconds with
+    probability *spike_probability*.  *seed* makes the draws repeatable.
+    """
+
+    low: float = 0.0
+    high: float = 0.0
+    spike_probability: float = 0.0
+    spike: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check the bounds."""
+        if not 0.0 <= self.low <= self.high:
+            raise ValueError(f"need 0 <= low <= high, got low={self.low!r}, high={self.high!r}")
+        if not 0.0 <= self.spike_probability <= 1.0:
+            raise ValueError(
+                f"spike_probability must be between 0 and 1, got {self.spike_probability!r}"
+            )
+        if not self.spike >= 0.0:
+            raise ValueError(f"spike must be non-negative, got {self.spike!r}")
+
+
+class _DelayDraws:
+    """The delays of one `NetworkDelay`: a random stream per direction."""
+
+    def __init__(self, delay: NetworkDelay) -> None:
+        self.delay = delay
+        seeds = random.Random(delay.seed)
+        # Separate streams: the inbound sequence does not depend on how
+        # answers interleave with arrivals.
+        self._inbound = random.Random(seeds.getrandbits(64))
+        self._outbound = random.Random(seeds.getrandbits(64))
+
+    def inbound(self) -> float:
+        return self._draw(self._inbound)
+
+    def outbound(self) -> float:
+        return self._draw(self._outbound)
+
+    def _draw(self, rng: random.Random) -> float:
+        d = self.delay
+        seconds = rng.uniform(d.low, d.high)
+        if d.spike_probability and rng.random() < d.spike_probability:
+            seconds += d.spike
+        return seconds
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One request as the simulator received and answered it.
 
@@ -230,9 +284,11 @@ class BybitSimulator:
     per-endpoint limits in *endpoint_limits* (requests per rolling second;
     ``None`` means `ENDPOINT_LIMITS`).  The
     server's clock runs *clock_offset_ms* ahead of the wall clock.
+    *network_delay* delays each request before it arrives (is recorded and
+    counted) and each answer before it is sent; see `NetworkDelay`.
 
-    Limits and the offset are plain attributes and may be changed at any
-    time.  Use it as an async context manager, or call `start` and
+    Limits, the offset and the delay are plain attributes and may be changed
+    at any time.  Use it as an async context manager, or call `start` and
     `close`.
     """
 
@@ -249,6 +305,7 @@ class BybitSimulator:
         ip_ban_seconds: float = 600.0,
         endpoint_limits: Mapping[str, int] | None = None,
         clock_offset_ms: int = 0,
+        network_delay: NetworkDelay | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -262,6 +319,7 @@ class BybitSimulator:
             ENDPOINT_LIMITS if endpoint_limits is None else endpoint_limits
         )
         self.clock_offset_ms = clock_offset_ms
+        self.network_delay = network_delay
         self.requests: list[RecordedRequest] = []
 
         self._accounts: dict[str, _Account] = {}
@@ -270,6 +328,7 @@ class BybitSimulator:
         self._ip_bans: dict[str, float] = {}
         self._endpoint_windows: dict[tuple[str, str], deque[float]] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._delay_draws: _DelayDraws | None = None
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Future[None] | None = None
         self._url: str | None = None
@@ -501,7 +560,20 @@ class BybitSimulator:
 
     # -- request handling --------------------------------------------------
 
+    def _draws(self, delay: NetworkDelay) -> _DelayDraws:
+        draws = self._delay_draws
+        if draws is None or draws.delay is not delay:
+            # A new NetworkDelay (set at run time) starts its own seeded streams.
+            draws = self._delay_draws = _DelayDraws(delay)
+        return draws
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        delay = self.network_delay
+        if delay is not None and await self._stall(self._draws(delay).inbound()):
+            # Closed while the request was on its way: it never arrived.
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()
         at = time.monotonic()
         try:
             body = await request.read()
@@ -545,6 +617,10 @@ class BybitSimulator:
                     record = self._settle(index, record, 0, None, fault)
             response, ret_code = await self._respond(request, record, route, fault)
 
+        if delay is not None and response is not None:
+            delay = self.network_delay
+            if delay is not None and await self._stall(self._draws(delay).outbound()):
+                response = None
         transport = request.transport
         if response is None or transport is None or transport.is_closing():
             if transport is not None:

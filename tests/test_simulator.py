@@ -22,6 +22,7 @@ from bybit_async.testing import (
     NOT_MODIFIED_MSG,
     BybitSimulator,
     Fault,
+    NetworkDelay,
     RecordedRequest,
 )
 
@@ -725,3 +726,77 @@ async def test_start_on_a_busy_port_fails_cleanly(sim: BybitSimulator) -> None:
     await other.close()
     with pytest.raises(RuntimeError):
         _ = other.url
+
+
+# -- network delay -----------------------------------------------------------------
+
+
+def test_network_delay_validates() -> None:
+    for bad in (
+        {"low": -0.1},
+        {"low": 0.2, "high": 0.1},
+        {"spike_probability": 1.5},
+        {"spike_probability": -0.1},
+        {"spike": -1.0},
+    ):
+        with pytest.raises(ValueError, match=r"low|spike"):
+            NetworkDelay(**bad)
+    assert BybitSimulator().network_delay is None
+
+
+def test_network_delay_draws_are_seeded_and_per_direction() -> None:
+    delay = NetworkDelay(0.0, 1.0, spike_probability=0.5, spike=10.0, seed=7)
+    a, b = testing._DelayDraws(delay), testing._DelayDraws(delay)
+    inbound = [a.inbound() for _ in range(50)]
+    outbound = [a.outbound() for _ in range(50)]
+    assert inbound == [b.inbound() for _ in range(50)]
+    assert inbound != outbound
+    assert all(0.0 <= d <= 11.0 for d in inbound + outbound)
+    assert any(d >= 10.0 for d in inbound)
+    assert any(d < 1.0 for d in inbound)
+
+
+async def test_arrival_is_recorded_after_the_inbound_delay(
+    session: aiohttp.ClientSession,
+) -> None:
+    one_way = 0.05
+    async with BybitSimulator(network_delay=NetworkDelay(one_way, one_way)) as sim:
+        sent = time.monotonic()
+        reply = await post(session, sim)
+        answered = time.monotonic()
+    assert reply.code == 0
+    [record] = sim.requests
+    # Lower bounds only: a sleep never ends early (a millisecond for timer granularity).
+    assert record.at - sent >= one_way - 0.001
+    assert answered - record.at >= one_way - 0.001
+
+
+async def test_spike_is_added(session: aiohttp.ClientSession) -> None:
+    delay = NetworkDelay(spike_probability=1.0, spike=0.05)
+    async with BybitSimulator(network_delay=delay) as sim:
+        sent = time.monotonic()
+        await get(session, sim.url + TIME_PATH)
+    assert sim.requests[0].at - sent >= 0.049
+
+
+async def test_delayed_requests_arrive_reordered(session: aiohttp.ClientSession) -> None:
+    async with BybitSimulator(network_delay=NetworkDelay(0.0, 0.2, seed=3)) as sim:
+        await asyncio.gather(*(get(session, f"{sim.url}{TIME_PATH}?n={i}") for i in range(10)))
+    arrived = [int(r.query.removeprefix("n=")) for r in sim.requests]
+    assert sorted(arrived) == list(range(10))
+    assert arrived != sorted(arrived)
+    assert [r.at for r in sim.requests] == sorted(r.at for r in sim.requests)
+
+
+async def test_limits_are_counted_at_arrival(session: aiohttp.ClientSession) -> None:
+    # One request per 0.1 s from an IP.
+    async with BybitSimulator(ip_limit=1, ip_window=0.1) as sim:
+        assert (await get(session, sim.url + TIME_PATH)).status == 200
+        assert (await get(session, sim.url + TIME_PATH)).status == 403
+        sim.reset_limits()
+        assert (await get(session, sim.url + TIME_PATH)).status == 200
+        # Sent at once, but it travels 0.15 s and arrives after the first left the window.
+        sim.network_delay = NetworkDelay(0.15, 0.15)
+        assert (await get(session, sim.url + TIME_PATH)).status == 200
+    first, second = sim.requests[2:]
+    assert second.at - first.at >= 0.149
