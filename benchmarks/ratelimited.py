@@ -21,7 +21,9 @@ from .common import SET_AUTO_ADD_MARGIN, Config, Json, log, run_on, summary
 
 
 async def _one_round(symbols: int, per_second: int) -> Json:
-    async with BybitSimulator(endpoint_limits={SET_AUTO_ADD_MARGIN: per_second}) as sim:
+    async with BybitSimulator(
+        endpoint_limits={SET_AUTO_ADD_MARGIN: per_second}, instruments=None
+    ) as sim:
         limits = RateLimits(endpoints={SET_AUTO_ADD_MARGIN: per_second})
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
