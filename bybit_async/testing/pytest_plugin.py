@@ -45,7 +45,7 @@ def bybit_simulator_options() -> dict[str, Any]:
 
 @pytest.fixture
 def bybit_session_options() -> dict[str, Any]:
-    """Keyword arguments for the ``bybit_session`` fixture's `BybitSession`, besides keys and URL."""
+    """Keyword arguments for the ``bybit_session`` fixture's session, besides keys and URL."""
     return {}
 
 
