@@ -30,7 +30,7 @@ _FIXTURES = ("bybit_simulator", "bybit_session")
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - exercised only without the [testing] extra
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 
 @pytest.fixture
