@@ -1,4 +1,4 @@
-"""The control API under /_sim/ and the command line, driven as another language's test suite would."""
+"""The control API under /_sim/ and the command line, driven as any test suite would."""
 
 from __future__ import annotations
 
