@@ -299,3 +299,17 @@ async def test_port_in_use_is_one_line_and_exit_2(sim: BybitSimulator) -> None:
     assert text.count("\n") == 1
     assert "in use" in text
     assert "Traceback" not in text
+
+
+async def test_rsa_account_from_a_flag(tmp_path: Path) -> None:
+    from bybit_async import BybitSession
+    from tests.test_rsa import KeyPair
+
+    pair = KeyPair(2048)
+    pem = tmp_path / "key.pub.pem"
+    pem.write_bytes(pair.public_pem)
+    sim = cli._setup(["--account", "hmac-key:s", "--account", f"rsa-key:@{pem}:77"]).build()
+    assert sim.api_keys()["rsa-key"] == "77"
+    async with sim, BybitSession("rsa-key", pair.private_pem(), base_url=sim.url) as session:
+        await session.set_auto_add_margin("BTCUSDT", True)
+    assert sim.auto_add_margin("BTCUSDT", api_key="rsa-key") == 1

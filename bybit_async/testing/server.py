@@ -660,18 +660,21 @@ class BybitSimulator:
                         key.uid, path, record.at, limit, False, self.server_time_ms()
                     )
             return self._envelope(fault.code, fault.msg, None, headers), fault.code, fault
+        now_ms: int | None = None
         if limit is not None:
+            now_ms = self.server_time_ms()
             admitted, headers = self._windows.admit(
-                key.uid, path, record.at, limit, self.enforce_limits, self.server_time_ms()
+                key.uid, path, record.at, limit, self.enforce_limits, now_ms
             )
             if not admitted:
                 return (
-                    self._envelope(10006, DEFAULT_MESSAGES[10006], None, headers),
+                    self._envelope(10006, DEFAULT_MESSAGES[10006], None, headers, now_ms),
                     10006,
                     None,
                 )
         code, msg, result = route.handler(self, self._accounts.users[key.uid], record)
-        return self._envelope(code, self._message(route, msg), result, headers), code, None
+        response = self._envelope(code, self._message(route, msg), result, headers, now_ms)
+        return response, code, None
 
     def _message(self, route: _Route, msg: str | None) -> str:
         if msg is not None:
@@ -741,6 +744,7 @@ class BybitSimulator:
         msg: str,
         result: dict[str, Any] | None = None,
         headers: Headers | None = None,
+        now_ms: int | None = None,
     ) -> web.Response:
         body = orjson.dumps(
             {
@@ -748,7 +752,8 @@ class BybitSimulator:
                 "retMsg": msg,
                 "result": {} if result is None else result,
                 "retExtInfo": {},
-                "time": self.server_time_ms(),
+                # The clock read for the limit headers, if any: one reading per answer.
+                "time": self.server_time_ms() if now_ms is None else now_ms,
             }
         )
         return web.Response(body=body, content_type="application/json", headers=headers)
