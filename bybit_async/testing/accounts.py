@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +79,21 @@ class ApiKey:
     uid: str
     secret: bytes | None = field(repr=False)
     rsa_verify: Callable[[bytes, bytes], bool] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Key the HMAC once: copying a keyed object is cheaper than keying per request."""
+        self._hmac = None if self.secret is None else hmac.new(self.secret, None, hashlib.sha256)
+
+    def hmac_hex(self, message: bytes) -> bytes:
+        """Lowercase hex HMAC-SHA256 of *message* under the secret, as ASCII bytes."""
+        assert self._hmac is not None
+        mac = self._hmac.copy()
+        mac.update(message)
+        return mac.hexdigest().encode()
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ApiKey:
+        """Copy for a snapshot; the keyed HMAC object is rebuilt, the verifier shared."""
+        return ApiKey(self.api_key, self.uid, self.secret, self.rsa_verify)
 
 
 @dataclass

@@ -69,13 +69,20 @@ class Windows:
         arrivals = self.endpoint.get(key)
         if arrivals is None:
             arrivals = self.endpoint[key] = deque()
-        _expire(arrivals, at - ENDPOINT_WINDOW)
+        # _expire and _add inlined: this runs on every signed request.
+        cutoff = at - ENDPOINT_WINDOW
+        while arrivals and arrivals[0] <= cutoff:
+            arrivals.popleft()
         if enforce and len(arrivals) >= limit:
             return False, self.exceeded(uid, path, limit, now_ms)
-        _add(arrivals, at)
+        if not arrivals or arrivals[-1] <= at:
+            arrivals.append(at)
+        else:
+            bisect.insort(arrivals, at)
+        left = limit - len(arrivals)
         return True, {
             "X-Bapi-Limit": str(limit),
-            "X-Bapi-Limit-Status": str(max(limit - len(arrivals), 0)),
+            "X-Bapi-Limit-Status": str(left) if left > 0 else "0",
             "X-Bapi-Limit-Reset-Timestamp": str(now_ms),
         }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -641,28 +640,25 @@ class BybitSimulator:
                 return self._envelope(fault.code, fault.msg), fault.code, fault
             code, msg, result = route.handler(self, None, record)
             return self._envelope(code, self._message(route, msg), result), code, None
-        key_or_reply = self._authenticate(request.headers, record)
+        # One clock reading per request: the timestamp check, the limit headers and "time".
+        now_ms = self.server_time_ms()
+        key_or_reply = self._authenticate(request.headers, record, now_ms)
         if not isinstance(key_or_reply, ApiKey):
             return (*key_or_reply, None)
         key = key_or_reply
-        # Taken only now: a request that fails authentication leaves it queued.
-        fault = self._take_fault(record.path, route, edge=False) if self._faults else None
         path = record.path
         headers: Headers | None = None
         limit = self.endpoint_limits.get(path)
-        if fault is not None:
+        # Taken only now: a request that fails authentication leaves it queued.
+        if self._faults and (fault := self._take_fault(path, route, edge=False)) is not None:
             if limit is not None:
                 if fault.code == 10006:
                     # Refused as a real 10006 is: not counted.
-                    headers = self._windows.exceeded(key.uid, path, limit, self.server_time_ms())
+                    headers = self._windows.exceeded(key.uid, path, limit, now_ms)
                 else:
-                    _, headers = self._windows.admit(
-                        key.uid, path, record.at, limit, False, self.server_time_ms()
-                    )
-            return self._envelope(fault.code, fault.msg, None, headers), fault.code, fault
-        now_ms: int | None = None
+                    _, headers = self._windows.admit(key.uid, path, record.at, limit, False, now_ms)
+            return self._envelope(fault.code, fault.msg, None, headers, now_ms), fault.code, fault
         if limit is not None:
-            now_ms = self.server_time_ms()
             admitted, headers = self._windows.admit(
                 key.uid, path, record.at, limit, self.enforce_limits, now_ms
             )
@@ -673,12 +669,14 @@ class BybitSimulator:
                     None,
                 )
         code, msg, result = route.handler(self, self._accounts.users[key.uid], record)
-        response = self._envelope(code, self._message(route, msg), result, headers, now_ms)
-        return response, code, None
+        if msg is None:
+            msg = self._success_message(route)
+        return self._envelope(code, msg, result, headers, now_ms), code, None
 
     def _message(self, route: _Route, msg: str | None) -> str:
-        if msg is not None:
-            return msg
+        return msg if msg is not None else self._success_message(route)
+
+    def _success_message(self, route: _Route) -> str:
         messages = self.success_messages
         if not messages:
             return route.success_msg
@@ -686,7 +684,7 @@ class BybitSimulator:
         return messages[(self._successes - 1) % len(messages)]
 
     def _authenticate(
-        self, headers: Mapping[str, str], record: RecordedRequest
+        self, headers: Mapping[str, str], record: RecordedRequest, server_time: int
     ) -> ApiKey | tuple[web.Response, int | None]:
         api_key = record.api_key
         ts_text = headers.get("X-BAPI-TIMESTAMP")
@@ -712,7 +710,6 @@ class BybitSimulator:
         ts = record.timestamp
         if ts is None:
             return self._error(10001, "params error: X-BAPI-TIMESTAMP must be an integer")
-        server_time = self.server_time_ms()
         if not server_time - recv_window <= ts < server_time + _MAX_AHEAD_MS:
             return self._error(
                 10002,
@@ -730,8 +727,7 @@ class BybitSimulator:
         if key.rsa_verify is not None:
             valid = key.rsa_verify(origin, sign.encode("utf-8", "backslashreplace"))
         else:
-            assert key.secret is not None
-            expected = hmac.new(key.secret, origin, hashlib.sha256).hexdigest().encode()
+            expected = key.hmac_hex(origin)
             valid = hmac.compare_digest(expected, sign.encode("utf-8", "backslashreplace"))
         if not valid:
             shown = origin.decode("utf-8", "replace")
