@@ -313,3 +313,14 @@ async def test_rsa_account_from_a_flag(tmp_path: Path) -> None:
     async with sim, BybitSession("rsa-key", pair.private_pem(), base_url=sim.url) as session:
         await session.set_auto_add_margin("BTCUSDT", True)
     assert sim.auto_add_margin("BTCUSDT", api_key="rsa-key") == 1
+
+
+def test_simulator_page_documents_every_flag() -> None:
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "simulator.md").read_text()
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cli._parser().format_help()))
+    flags.discard("--help")
+    assert flags
+    missing = sorted(f for f in flags if f"`{f}" not in page)
+    assert missing == []
