@@ -179,7 +179,7 @@ def test_flags_set_up_accounts_positions_and_limits() -> None:
 
 
 CONFIG = {
-    "accounts": [{"api_key": "k1", "api_secret": "s1", "uid": 7}],
+    "accounts": [{"api_key": "k1", "api_secret": "s1", "uid": 7, "margin_mode": "cross"}],
     "positions": [{"symbol": "SOLUSDT", "margin": "cross"}],
     "limits": {"enforce": True, "endpoints": {POSITION_LIST_PATH: 5}},
     "clock_offset_ms": 100,
@@ -197,6 +197,7 @@ success_messages = ["OK"]
 api_key = "k1"
 api_secret = "s1"
 uid = 7
+margin_mode = "cross"
 
 [[positions]]
 symbol = "SOLUSDT"
@@ -221,6 +222,7 @@ def test_config_file(tmp_path: Path, suffix: str) -> None:
     sim = cli._setup(["--config", str(path), "--clock-offset-ms", "200"]).build()
     assert sim.api_keys() == {"k1": "7"}
     assert sim.position("SOLUSDT").margin_mode == "cross"
+    assert sim.position("BTCUSDT").margin_mode == "cross"  # the account's default
     assert sim.endpoint_limits[POSITION_LIST_PATH] == 5
     assert sim.clock_offset_ms == 200  # flags win over the file
     assert sim.network_delay is not None
@@ -310,6 +312,7 @@ async def test_rsa_account_from_a_flag(tmp_path: Path) -> None:
     pem.write_bytes(pair.public_pem)
     sim = cli._setup(["--account", "hmac-key:s", "--account", f"rsa-key:@{pem}:77"]).build()
     assert sim.api_keys()["rsa-key"] == "77"
+    assert (sim.api_key, sim.api_secret) == ("hmac-key", "s")
     async with sim, BybitSession("rsa-key", pair.private_pem(), base_url=sim.url) as session:
         await session.set_auto_add_margin("BTCUSDT", True)
     assert sim.auto_add_margin("BTCUSDT", api_key="rsa-key") == 1

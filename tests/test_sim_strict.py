@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 import pytest
+from yarl import URL
 
 from bybit_async import BybitSession
 from bybit_async.testing import (
@@ -76,7 +77,7 @@ async def signed_get(
     """GET *path* with *query* exactly as given, signed over that text."""
     text = query if isinstance(query, str) else urlencode(query)
     headers = signed_headers(sim, text.encode(), key, secret)
-    url = aiohttp.client.URL(f"{sim.url}{path}?{text}", encoded=True)
+    url = URL(f"{sim.url}{path}?{text}", encoded=True)
     async with client.get(url, headers=headers) as resp:
         return Reply(resp.status, dict(resp.headers), await resp.text())
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ..ratelimit import IP_LIMIT, IP_WINDOW
+from .accounts import Accounts
 from .control import network_delay_from_json
 from .faults import NetworkDelay
 from .protocol import DEFAULT_INSTRUMENTS, SUCCESS_MESSAGES
@@ -58,14 +59,9 @@ class _Setup:
     def build(self) -> BybitSimulator:
         """A simulator set up as described (not started)."""
         accounts = self.accounts or [_Account("test-key", "test-secret")]
-        first = accounts[0]
         sim = BybitSimulator(
             host=self.host,
             port=self.port,
-            api_key=first.api_key,
-            # An RSA first account replaces this placeholder just below.
-            api_secret=first.api_secret or "unused",
-            uid=first.uid,
             enforce_limits=self.enforce_limits,
             ip_limit=self.ip_limit,
             ip_window=self.ip_window,
@@ -77,6 +73,8 @@ class _Setup:
         )
         sim.endpoint_limits.update(self.endpoint_limits)
         sim.add_instruments(self.extra_instruments)
+        # The accounts replace the built-in default one; the first becomes the default.
+        sim._accounts = Accounts()
         for account in accounts:
             rsa_pem: bytes | None = None
             if account.rsa_public_key is not None:
@@ -86,10 +84,10 @@ class _Setup:
                 None if rsa_pem is not None else account.api_secret,
                 rsa_public_key=rsa_pem,
                 margin_mode=account.margin_mode,
-                uid=account.uid or (sim.uid(first.api_key) if account is first else None),
+                uid=account.uid,
             )
-        if first.api_secret is not None:
-            sim.api_secret = first.api_secret
+        sim.api_key = accounts[0].api_key
+        sim.api_secret = accounts[0].api_secret or ""
         for spec in self.positions:
             spec = dict(spec)
             symbol = spec.pop("symbol")
