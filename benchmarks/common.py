@@ -299,7 +299,7 @@ def simulator_process(startup_timeout: float = 20.0) -> Iterator[SimulatorProces
     this process) contain none of the server's work.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bybit_async.testing", "--no-limits", "--port", "0"],
+        [sys.executable, "-m", "bybit_async.testing", "--no-limits", "--any-symbol", "--port", "0"],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,

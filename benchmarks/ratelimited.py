@@ -59,7 +59,7 @@ def _session(sim: BybitSimulator, limiter: Limiter) -> BybitSession:
 
 async def _sweep(n: int, make: Callable[[], Limiter], seed: int) -> Json:
     delay = dataclasses.replace(SWEEP_DELAY, seed=seed)
-    async with BybitSimulator(network_delay=delay) as sim:
+    async with BybitSimulator(network_delay=delay, instruments=None) as sim:
         async with _session(sim, make()) as session:
             names = [f"SW{i}USDT" for i in range(n)]
             t0 = time.perf_counter()
@@ -91,7 +91,7 @@ async def _burst(make: Callable[[], Limiter]) -> Json:
     (await limiter.acquire(SET_AUTO_ADD_MARGIN)).release()
     second = (time.perf_counter() - t1) * 1e3
 
-    async with BybitSimulator() as sim:
+    async with BybitSimulator(instruments=None) as sim:
         async with _session(sim, make()) as session:
             await session.warm_up(connections=LIMIT)
             start = len(sim.requests)
@@ -105,7 +105,9 @@ async def _burst(make: Callable[[], Limiter]) -> Json:
 
 
 async def _mixed(make: Callable[[], Limiter], reads: int, writes: int) -> Json:
-    async with BybitSimulator(network_delay=NetworkDelay(low=0.0, high=0.005, seed=5)) as sim:
+    async with BybitSimulator(
+        network_delay=NetworkDelay(low=0.0, high=0.005, seed=5), instruments=None
+    ) as sim:
         async with _session(sim, make()) as session:
             # Synced first, as an engine that has been running is: otherwise the
             # first write's clock sync queues behind the reads and holds the writes.
@@ -131,7 +133,7 @@ async def _mixed(make: Callable[[], Limiter], reads: int, writes: int) -> Json:
 
 async def _first_call(warm: bool) -> float:
     async with (
-        BybitSimulator(network_delay=FIRST_CALL_DELAY) as sim,
+        BybitSimulator(network_delay=FIRST_CALL_DELAY, instruments=None) as sim,
         _session(sim, LocalLimiter()) as session,
     ):
         if warm:

@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 #: Per-UID limits, requests per rolling second, by endpoint path.  Source:
-#: Bybit V5 "Rate Limit" page; the position writes are not raisable by VIP level.
+#: Bybit V5 "Rate Limit" page (Position table); none of these is raisable by
+#: VIP level.  The simulator enforces the same table.
 ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
     {
         "/v5/position/set-auto-add-margin": 10,
@@ -62,6 +63,7 @@ ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
         "/v5/position/switch-mode": 10,
         "/v5/position/trading-stop": 10,
         "/v5/position/add-margin": 10,
+        "/v5/position/list": 50,
     }
 )
 

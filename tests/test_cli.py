@@ -93,7 +93,7 @@ def table_rows(text: str) -> dict[str, list[str]]:
 @pytest.fixture
 async def sim() -> AsyncIterator[BybitSimulator]:
     # The endpoint's limit raised so that 100 symbols take a second, not ten.
-    async with BybitSimulator(endpoint_limits={PATH: 1000}) as simulator:
+    async with BybitSimulator(endpoint_limits={PATH: 1000}, instruments=None) as simulator:
         yield simulator
 
 

@@ -218,7 +218,7 @@ JITTER = NetworkDelay(low=0.0, high=0.02, spike_probability=0.1, spike=0.3, seed
 
 
 async def test_60_symbols_at_the_real_limit_never_exceed_it_under_jitter() -> None:
-    async with BybitSimulator(network_delay=JITTER) as sim:
+    async with BybitSimulator(network_delay=JITTER, instruments=None) as sim:
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, clock=ticking_clock()
         ) as session:
@@ -236,7 +236,9 @@ async def test_an_endpoint_behind_an_ip_backlog_is_not_released_in_a_burst() -> 
     # endpoint permits while they queued for the IP level would release about
     # 20 of them together after the reads.
     delay = NetworkDelay(low=0.0, high=0.01, seed=3)
-    async with BybitSimulator(ip_limit=50, ip_window=1.0, network_delay=delay) as sim:
+    async with BybitSimulator(
+        ip_limit=50, ip_window=1.0, network_delay=delay, instruments=None
+    ) as sim:
         limits = RateLimits(ip_limit=50, ip_window=1.0)
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
@@ -252,6 +254,28 @@ async def test_an_endpoint_behind_an_ip_backlog_is_not_released_in_a_burst() -> 
         assert sim.count(ret_code=10006) == 0
         assert sim.count(status=403) == 0
         assert sim.max_in_window(PATH, 1.0) <= 10
+
+
+async def test_a_10006_with_a_reset_ahead_holds_the_endpoint_for_the_next_call() -> None:
+    # The client's own endpoint limit is off, so only Bybit's answer can hold
+    # the endpoint: the 10006's reset header is in the future (as on Bybit, the
+    # header is about "now" on answers that merely use up the window).
+    async with BybitSimulator(endpoint_limits={PATH: 3}) as sim:
+        async with BybitSession(
+            sim.api_key,
+            sim.api_secret,
+            base_url=sim.url,
+            rate_limits=RateLimits(endpoints={}),
+            max_retries=0,
+        ) as session:
+            for symbol in ("BTCUSDT", "ETHUSDT", "XRPUSDT"):
+                await session.set_auto_add_margin(symbol, True)
+            with pytest.raises(RateLimitError) as refused:
+                await session.set_auto_add_margin("SOLUSDT", True)
+            assert refused.value.retry_after is not None
+            # Sent at once, this call would be refused too; held, it waits for the reset.
+            await session.set_auto_add_margin("SOLUSDT", True)
+        assert sim.count(PATH, ret_code=10006) == 1
 
 
 async def test_the_clock_sync_behind_a_long_queue_is_measured_without_the_wait() -> None:

@@ -16,7 +16,6 @@ import aiohttp
 import orjson
 import pytest
 
-from bybit_async import testing
 from bybit_async.ratelimit import ENDPOINT_LIMITS, IP_LIMIT
 from bybit_async.testing import (
     NOT_MODIFIED_MSG,
@@ -24,6 +23,8 @@ from bybit_async.testing import (
     Fault,
     NetworkDelay,
     RecordedRequest,
+    faults,
+    server,
 )
 
 KEY = "test-key"
@@ -120,7 +121,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(testing, "_wall_ns", lambda: NOW_NS)
+    monkeypatch.setattr(server, "_wall_ns", lambda: NOW_NS)
 
 
 # -- market time and envelope ------------------------------------------------
@@ -158,7 +159,7 @@ async def test_server_time_follows_wall_clock() -> None:
 async def test_unknown_path_and_wrong_method_are_404(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    assert (await get(session, sim.url + "/v5/position/list")).status == 404
+    assert (await get(session, sim.url + "/v5/position/closed-pnl")).status == 404
     assert (await get(session, sim.url + PATH)).status == 404
     async with session.post(sim.url + TIME_PATH) as resp:
         assert resp.status == 404
@@ -443,33 +444,52 @@ def test_state_helpers_validate() -> None:
 # -- rate limits -----------------------------------------------------------------
 
 
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT", "ADAUSDT"]
+
+
 async def test_endpoint_limit(session: aiohttp.ClientSession) -> None:
     async with BybitSimulator(endpoint_limits={PATH: 3}) as sim:
-        replies = await asyncio.gather(*(post(session, sim, body_for(f"SYM{i}")) for i in range(5)))
+        replies = await asyncio.gather(*(post(session, sim, body_for(s)) for s in SYMBOLS))
+        now = sim.server_time_ms()
         assert sorted(r.code for r in replies) == [0, 0, 0, 10006, 10006]
         left = sorted(r.headers["X-Bapi-Limit-Status"] for r in replies)
         assert left == ["0", "0", "0", "1", "2"]
         assert {r.headers["X-Bapi-Limit"] for r in replies} == {"3"}
-        now = sim.server_time_ms()
         for reply in replies:
             reset = int(reply.headers["X-Bapi-Limit-Reset-Timestamp"])
-            if reply.headers["X-Bapi-Limit-Status"] == "0":
-                # The oldest request leaves the window within a second (+2 ms of rounding).
+            if reply.code == 10006:
+                # Exceeded: when the oldest request leaves the window (+2 ms of rounding).
                 assert now < reset <= now + 1002
             else:
+                # Not exceeded, even the one that used the last request: the current time.
                 assert reset <= now
         throttled = [r for r in replies if r.code == 10006]
         assert throttled[0].data["retMsg"] == "Too many visits!"
-        flags = [sim.auto_add_margin(f"SYM{i}") for i in range(5)]
+        flags = [sim.auto_add_margin(s) for s in SYMBOLS]
         assert sorted(flags) == [0, 0, 1, 1, 1]
         assert sim.count(PATH, ret_code=10006) == 2
         assert sim.max_in_window(PATH) == 5
 
-        # Another account has its own window; the public endpoint none.
+        # Another UID has its own window; the public endpoint none.
         sim.add_account("k2", "s2")
         assert (await post(session, sim, key="k2", secret="s2")).code == 0
         reply = await get(session, sim.url + TIME_PATH)
         assert "X-Bapi-Limit" not in reply.headers
+
+
+async def test_keys_of_one_uid_share_the_limit(session: aiohttp.ClientSession) -> None:
+    async with BybitSimulator(endpoint_limits={PATH: 2}) as sim:
+        uid = sim.add_account("k2", "s2", uid=sim.uid())
+        assert uid == sim.uid() == sim.uid("k2")
+        assert (await post(session, sim, body_for("BTCUSDT"))).code == 0
+        reply = await post(session, sim, body_for("ETHUSDT"), key="k2", secret="s2")
+        assert (reply.code, reply.headers["X-Bapi-Limit-Status"]) == (0, "0")
+        assert (await post(session, sim, body_for("XRPUSDT"))).code == 10006
+        # One account: k2's change is the default key's position too.
+        assert sim.auto_add_margin("ETHUSDT") == 1
+        sim.add_account("k3", "s3")
+        assert sim.uid("k3") != uid
+        assert (await post(session, sim, body_for("XRPUSDT"), key="k3", secret="s3")).code == 0
 
 
 async def test_ip_limit_bans(session: aiohttp.ClientSession) -> None:
@@ -495,16 +515,19 @@ async def test_ip_ban_expires(session: aiohttp.ClientSession) -> None:
         assert (await get(session, sim.url + TIME_PATH)).status == 200
 
 
-async def test_no_limits(session: aiohttp.ClientSession) -> None:
-    async with BybitSimulator(enforce_limits=False, ip_limit=1, endpoint_limits={PATH: 1}) as sim:
-        replies = await asyncio.gather(*(post(session, sim, body_for(f"SYM{i}")) for i in range(4)))
+async def test_no_limits_still_counts(session: aiohttp.ClientSession) -> None:
+    async with BybitSimulator(enforce_limits=False, ip_limit=1, endpoint_limits={PATH: 2}) as sim:
+        replies = [await post(session, sim, body_for(s)) for s in SYMBOLS[:4]]
         assert [r.code for r in replies] == [0, 0, 0, 0]
-        assert all("X-Bapi-Limit" not in r.headers for r in replies)
+        assert [r.headers["X-Bapi-Limit"] for r in replies] == ["2"] * 4
+        assert [r.headers["X-Bapi-Limit-Status"] for r in replies] == ["1", "0", "0", "0"]
+        now = sim.server_time_ms()
+        assert all(int(r.headers["X-Bapi-Limit-Reset-Timestamp"]) <= now for r in replies)
 
 
 def test_default_limits_come_from_ratelimit() -> None:
     sim = BybitSimulator()
-    assert sim.endpoint_limits == dict(ENDPOINT_LIMITS)
+    assert sim.endpoint_limits == {**ENDPOINT_LIMITS, "/v5/position/list": 50}
     assert sim.ip_limit == IP_LIMIT
 
 
@@ -627,6 +650,8 @@ async def test_stall_outlasting_client_timeout(
     sim.inject(Fault.stall())
     with pytest.raises(asyncio.TimeoutError):
         await post(session, sim, timeout=0.05)
+    # Under load the client can give up before the request is even accepted.
+    await asyncio.wait_for(sim.wait_for_requests(1), 5)
     assert sim.requests[0].status == 0
 
 
@@ -746,7 +771,7 @@ def test_network_delay_validates() -> None:
 
 def test_network_delay_draws_are_seeded_and_per_direction() -> None:
     delay = NetworkDelay(0.0, 1.0, spike_probability=0.5, spike=10.0, seed=7)
-    a, b = testing._DelayDraws(delay), testing._DelayDraws(delay)
+    a, b = faults.DelayDraws(delay), faults.DelayDraws(delay)
     inbound = [a.inbound() for _ in range(50)]
     outbound = [a.outbound() for _ in range(50)]
     assert inbound == [b.inbound() for _ in range(50)]
