@@ -137,11 +137,18 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one symbol.
+    """What happened to one symbol: one row of the table, one ``--json`` line.
 
-    *status* is ``"set"`` (changed), ``"unchanged"`` (already had the value),
-    ``"failed"`` or ``"cancelled"``; *label* is how the table shows it.
-    *modified* is None when unknown (failed or cancelled).
+    :ivar symbol: the symbol, such as ``BTCUSDT``.
+    :ivar status: ``"set"`` (changed), ``"unchanged"`` (already had the value),
+        ``"failed"`` or ``"cancelled"``.
+    :ivar label: how the table shows *status*: ``set``, ``already on``,
+        ``already off``, ``failed`` or ``cancelled``.
+    :ivar ret_code: Bybit's retCode, or None when no envelope came back.
+    :ivar message: Bybit's retMsg, or the error's message.
+    :ivar attempts: attempts made, retries included; 0 when nothing was sent,
+        None when unknown (cancelled).
+    :ivar error: the exception's class name, such as ``PositionError``, or None.
     """
 
     symbol: str
