@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -337,7 +337,7 @@ class BybitSession:
 
     async def request(
         self,
-        method: Literal["GET", "POST"],
+        method: str,
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
