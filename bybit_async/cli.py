@@ -709,6 +709,8 @@ async def _run_set(
                     outcomes = await batch.run()
                 else:
                     outcomes = batch.not_sent(unreachable)
+                    for outcome in outcomes:
+                        reporter.done(outcome)
     finally:
         reporter.stop()
     elapsed = time.perf_counter() - started
