@@ -355,6 +355,34 @@ def test_built_site_links_resolve_to_files_from_disk(tmp_path: Path) -> None:
                 broken.append(f"{page.relative_to(site)}: {link}")
     assert checked > 100
     assert not broken, "\n".join(broken[:20])
+    # The stylesheet that keeps class names whole and code blocks uncut is on every page.
+    for page in pages:
+        assert "stylesheets/extra.css" in page.read_text(encoding="utf-8"), page.name
+    css = (site / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"table:not\(\[class\]\) code \{[^}]*word-break: normal", css)
+
+
+def test_errors_page_code_fits_the_widened_grid() -> None:
+    """The error tree was cut off at Material's 61rem grid; extra.css widens it to 80rem."""
+    widest = max(len(line) for block in _code_blocks("errors.md") for line in block)
+    assert widest <= 90
+    css = (ROOT / "docs" / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"\.md-grid \{\s*max-width: 80rem;", css)
+
+
+def _code_blocks(name: str) -> list[list[str]]:
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in _text(name).splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = []
+            else:
+                blocks.append(current)
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
 
 
 # -- the command line's sample output -------------------------------------------------
