@@ -536,7 +536,11 @@ def peers_table(peers: Json) -> str:
         f"- {name}: {info['status']}" + (f" ({info['version']})" if info.get("version") else "")
         for name, info in peers.get("clients", {}).items()
     ]
-    notes += [f"- {name} pointed by: {how}" for name, how in peers.get("how_pointed", {}).items()]
+    # Brackets escaped: Markdown would read "['api'][*]" as a reference link.
+    notes += [
+        f"- {name} pointed by: {how.replace('[', '&#91;')}"
+        for name, how in peers.get("how_pointed", {}).items()
+    ]
     return table + "\n\n" + "\n".join(notes)
 
 
