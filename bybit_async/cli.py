@@ -596,7 +596,7 @@ class _Batch:
     async def probe(self, probe: BybitSession, host: str) -> str | None:
         """Sync the clock through *probe*, once; return why the host is unusable, or None.
 
-        Only a scheme mismatch (TLS spoken to a plain-HTTP server) stops the
+        Only a TLS failure, such as https:// to a plain-HTTP server, stops the
         run here: it cannot heal, and every symbol would otherwise retry it.
         Other failures are left to the run, whose requests retry them.
         """
@@ -731,15 +731,20 @@ async def _run_set(
     return EXIT_FAILED if any(not o.ok for o in outcomes) else EXIT_OK
 
 
+# OpenSSL's reasons when the other side answers a TLS handshake in plain text.
+_PLAINTEXT_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+
+
 def _tls_refused(host: str, exc: TransportError) -> str:
-    reason = re.search(r"\[SSL: ([A-Z_]+)\]", exc.message)
-    detail = f" ({reason[1]})" if reason else ""
-    if host.startswith("https://"):
+    match = re.search(r"\[SSL: ([A-Z_]+)\]", exc.message)
+    reason = match[1] if match else ""
+    if reason in _PLAINTEXT_REASONS and host.startswith("https://"):
         return (
-            f"{host} did not answer TLS{detail}: if it is a plain-HTTP server "
+            f"{host} answered TLS in plain text ({reason}): if it is a plain-HTTP server "
             f"(a simulator, say), use {'http://' + host.removeprefix('https://')}"
         )
-    return f"TLS with {host} failed{detail}: {exc.message}"
+    # A certificate or protocol failure: retrying would fail the same way.
+    return f"TLS with {host} failed: {exc.message}"
 
 
 def _silence_stdout() -> None:
