@@ -47,7 +47,7 @@ typecheck: $(VENV)/.dev
 
 docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
-	@echo "== site/index.html built; open it from disk, or serve it: make docs-serve"
+	@echo "== built site/index.html: open it from disk (search works only when served: make docs-serve)"
 
 # Not strict: a preview shows a page with a broken link rather than stopping; make docs checks.
 docs-serve: $(VENV)/.dev

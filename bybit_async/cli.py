@@ -229,11 +229,11 @@ class _Reporter(Protocol):
     def finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...
 
 
-#: Which symbols the output lists: all, only those that did not succeed, or none (counts only).
-Show = Literal["all", "failures", "summary"]
+# Which symbols the output lists: all, those that did not succeed, or none (counts only).
+_Show = Literal["all", "failures", "summary"]
 
 
-def _listed(outcome: Outcome, show: Show) -> bool:
+def _listed(outcome: Outcome, show: _Show) -> bool:
     return show == "all" or (show == "failures" and not outcome.ok)
 
 
@@ -243,7 +243,7 @@ class _JsonReporter:
     With *show* ``"summary"``, one object of counts at the end instead.
     """
 
-    def __init__(self, stream: TextIO, show: Show = "all") -> None:
+    def __init__(self, stream: TextIO, show: _Show = "all") -> None:
         self._stream = stream
         self._show = show
         self.broken = False
@@ -287,7 +287,9 @@ _STYLES = {"set": "green", "unchanged": "cyan", "failed": "bold red", "cancelled
 class _TableReporter:
     """A progress bar while running (on a terminal), then a table in input order."""
 
-    def __init__(self, console: Console, *, title: str, progress: bool, show: Show = "all") -> None:
+    def __init__(
+        self, console: Console, *, title: str, progress: bool, show: _Show = "all"
+    ) -> None:
         self._console = console
         self._title = title
         self._show = show
