@@ -9,35 +9,78 @@ limiter shared by every coroutine, the server clock and the retry policy:
 `bybit_async.testing` holds a Bybit simulator to run it against.
 """
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .clock import ServerClock
-from .errors import (
-    AuthenticationError,
-    BybitAPIError,
-    BybitError,
-    ConnectError,
-    ConnectionDroppedError,
-    ForbiddenError,
-    HTTPStatusError,
-    InvalidParameterError,
-    InvalidResponseError,
-    IPRateLimitError,
-    LimiterUnavailableError,
-    PermissionDeniedError,
-    PositionError,
-    RateLimitError,
-    RequestTimeout,
-    ServerBusyError,
-    ServerError,
-    SessionHaltedError,
-    TimestampError,
-    TooManyRequestsError,
-    TransportError,
-)
-from .models import ApiResponse, PositionIdx
-from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
-from .session import HOSTS, BybitSession
-from .signing import HmacSigner, RsaSigner, Signer
+
+# The names below are imported on first use (PEP 562), so that importing the
+# package, and ``bybit-async --version``, does not load aiohttp and the rest.
+if TYPE_CHECKING:
+    from .clock import ServerClock
+    from .errors import (
+        AuthenticationError,
+        BybitAPIError,
+        BybitError,
+        ConnectError,
+        ConnectionDroppedError,
+        ForbiddenError,
+        HTTPStatusError,
+        InvalidParameterError,
+        InvalidResponseError,
+        IPRateLimitError,
+        LimiterUnavailableError,
+        PermissionDeniedError,
+        PositionError,
+        RateLimitError,
+        RequestTimeout,
+        ServerBusyError,
+        ServerError,
+        SessionHaltedError,
+        TimestampError,
+        TooManyRequestsError,
+        TransportError,
+    )
+    from .models import ApiResponse, PositionIdx
+    from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
+    from .session import HOSTS, BybitSession
+    from .signing import HmacSigner, RsaSigner, Signer
+
+_LAZY = {
+    "ServerClock": "clock",
+    "AuthenticationError": "errors",
+    "BybitAPIError": "errors",
+    "BybitError": "errors",
+    "ConnectError": "errors",
+    "ConnectionDroppedError": "errors",
+    "ForbiddenError": "errors",
+    "HTTPStatusError": "errors",
+    "InvalidParameterError": "errors",
+    "InvalidResponseError": "errors",
+    "IPRateLimitError": "errors",
+    "LimiterUnavailableError": "errors",
+    "PermissionDeniedError": "errors",
+    "PositionError": "errors",
+    "RateLimitError": "errors",
+    "RequestTimeout": "errors",
+    "ServerBusyError": "errors",
+    "ServerError": "errors",
+    "SessionHaltedError": "errors",
+    "TimestampError": "errors",
+    "TooManyRequestsError": "errors",
+    "TransportError": "errors",
+    "ApiResponse": "models",
+    "PositionIdx": "models",
+    "ENDPOINT_LIMITS": "ratelimit",
+    "Limiter": "ratelimit",
+    "LocalLimiter": "ratelimit",
+    "Permit": "ratelimit",
+    "RateLimits": "ratelimit",
+    "HOSTS": "session",
+    "BybitSession": "session",
+    "HmacSigner": "signing",
+    "RsaSigner": "signing",
+    "Signer": "signing",
+}
 
 __all__ = [
     "ENDPOINT_LIMITS",
@@ -76,3 +119,21 @@ __all__ = [
     "TransportError",
     "__version__",
 ]
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers, which see the imports above and so still
+    # report a misspelt name.
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

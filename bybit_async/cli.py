@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -28,8 +29,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
+import aiohttp
+
 from ._version import __version__
-from .errors import BybitAPIError, BybitError
+from .clock import ServerClock
+from .errors import BybitAPIError, BybitError, TransportError
 from .models import ApiResponse
 from .ratelimit import ENDPOINT_LIMITS, RateLimits
 from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
@@ -42,6 +46,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "Outcome",
     "UsageError",
@@ -62,6 +67,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: Interrupted by SIGINT (Ctrl-C): 128 + the signal number, as shells report it.
 EXIT_INTERRUPTED = 130
+#: Stopped by SIGTERM (what a supervisor or ``kill`` sends): 128 + 15.
+EXIT_TERMINATED = 143
 
 KEY_ENV = "BYBIT_API_KEY"
 SECRET_ENV = "BYBIT_API_SECRET"
@@ -100,13 +107,19 @@ output:
   symbol, outcome, ok, modified, ret_code, message, attempts and error (the
   exception's class name, or null).  It does not need rich.
 
-  Ctrl-C cancels the requests in flight, closes the session and reports the
-  symbols already done; the rest are reported as cancelled.  A cancelled
-  request may or may not have reached Bybit.
+  --failures-only leaves out the symbols that succeeded; --summary-only prints
+  only the counts (with --json, one object: symbols, elapsed_s, and a count per
+  outcome).  A message shared by several failed symbols is printed once, under
+  the table.
+
+  Ctrl-C (SIGINT) or SIGTERM cancels the requests in flight, closes the
+  session and reports the symbols already done; the rest are reported as
+  cancelled.  A cancelled request may or may not have reached Bybit.
 
 exit status:
   {EXIT_OK} every symbol was set or already had the value, {EXIT_FAILED} some symbol failed,
-  {EXIT_USAGE} usage error (nothing was sent), {EXIT_INTERRUPTED} interrupted.
+  {EXIT_USAGE} usage error (nothing was sent), {EXIT_INTERRUPTED} interrupted (SIGINT),
+  {EXIT_TERMINATED} terminated (SIGTERM).
 
 examples:
   export {KEY_ENV}=... {SECRET_ENV}=...
@@ -124,11 +137,18 @@ class UsageError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one symbol.
+    """What happened to one symbol: one row of the table, one ``--json`` line.
 
-    *status* is ``"set"`` (changed), ``"unchanged"`` (already had the value),
-    ``"failed"`` or ``"cancelled"``; *label* is how the table shows it.
-    *modified* is None when unknown (failed or cancelled).
+    :ivar symbol: the symbol, such as ``BTCUSDT``.
+    :ivar status: ``"set"`` (changed), ``"unchanged"`` (already had the value),
+        ``"failed"`` or ``"cancelled"``.
+    :ivar label: how the table shows *status*: ``set``, ``already on``,
+        ``already off``, ``failed`` or ``cancelled``.
+    :ivar ret_code: Bybit's retCode, or None when no envelope came back.
+    :ivar message: Bybit's retMsg, or the error's message.
+    :ivar attempts: attempts made, retries included; 0 when nothing was sent,
+        None when unknown (cancelled).
+    :ivar error: the exception's class name, such as ``PositionError``, or None.
     """
 
     symbol: str
@@ -209,18 +229,30 @@ class _Reporter(Protocol):
     def finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...
 
 
-class _JsonReporter:
-    """One JSON line per symbol as each finishes; cancelled ones at the end."""
+# Which symbols the output lists: all, those that did not succeed, or none (counts only).
+_Show = Literal["all", "failures", "summary"]
 
-    def __init__(self, stream: TextIO) -> None:
+
+def _listed(outcome: Outcome, show: _Show) -> bool:
+    return show == "all" or (show == "failures" and not outcome.ok)
+
+
+class _JsonReporter:
+    """One JSON line per symbol as each finishes; cancelled ones at the end.
+
+    With *show* ``"summary"``, one object of counts at the end instead.
+    """
+
+    def __init__(self, stream: TextIO, show: _Show = "all") -> None:
         self._stream = stream
+        self._show = show
         self.broken = False
 
-    def _write(self, outcome: Outcome) -> None:
+    def _write(self, record: Mapping[str, Any]) -> None:
         if self.broken:
             return
         try:
-            self._stream.write(json.dumps(outcome.as_json()) + "\n")
+            self._stream.write(json.dumps(record) + "\n")
             # Flushed per line: scripts reading the pipe see each symbol as it finishes.
             self._stream.flush()
         except BrokenPipeError:
@@ -232,15 +264,21 @@ class _JsonReporter:
         pass
 
     def done(self, outcome: Outcome) -> None:
-        self._write(outcome)
+        if _listed(outcome, self._show):
+            self._write(outcome.as_json())
 
     def stop(self) -> None:
         pass
 
     def finished(self, outcomes: list[Outcome], elapsed: float) -> None:
         for outcome in outcomes:
-            if outcome.status == "cancelled":
-                self._write(outcome)
+            if outcome.status == "cancelled" and _listed(outcome, self._show):
+                self._write(outcome.as_json())
+        if self._show == "summary":
+            counts = _counts(outcomes)
+            record: dict[str, Any] = {"symbols": len(outcomes), "elapsed_s": round(elapsed, 3)}
+            record.update((label.replace(" ", "_"), counts.get(label, 0)) for label in _LABELS)
+            self._write(record)
 
 
 _STYLES = {"set": "green", "unchanged": "cyan", "failed": "bold red", "cancelled": "yellow"}
@@ -249,9 +287,12 @@ _STYLES = {"set": "green", "unchanged": "cyan", "failed": "bold red", "cancelled
 class _TableReporter:
     """A progress bar while running (on a terminal), then a table in input order."""
 
-    def __init__(self, console: Console, *, title: str, progress: bool) -> None:
+    def __init__(
+        self, console: Console, *, title: str, progress: bool, show: _Show = "all"
+    ) -> None:
         self._console = console
         self._title = title
+        self._show = show
         self._want_progress = progress
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -300,31 +341,56 @@ class _TableReporter:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table()
-        table.add_column("symbol", no_wrap=True)
-        table.add_column("outcome", no_wrap=True)
-        table.add_column("retCode", justify="right", no_wrap=True)
-        table.add_column("message", overflow="fold")
-        table.add_column("attempts", justify="right", no_wrap=True)
-        for o in outcomes:
-            # Text, not str: Bybit's messages contain [brackets] that rich would read as markup.
-            table.add_row(
-                Text(o.symbol),
-                Text(o.label, style=_STYLES[o.status]),
-                Text("-" if o.ret_code is None else str(o.ret_code)),
-                Text(o.message),
-                Text("-" if o.attempts is None else str(o.attempts)),
-            )
-        self._console.print(table)
+        listed = [o for o in outcomes if _listed(o, self._show)]
+        # A failure many symbols share (a host that cannot be reached, say) is
+        # printed once, under the table, rather than on every row.
+        shared = [m for m, n in _failure_messages(listed).items() if n > 1]
+        notes = {message: number for number, message in enumerate(shared, 1)}
+        if listed:
+            table = Table()
+            table.add_column("symbol", no_wrap=True)
+            table.add_column("outcome", no_wrap=True)
+            table.add_column("retCode", justify="right", no_wrap=True)
+            table.add_column("message", overflow="fold")
+            table.add_column("attempts", justify="right", no_wrap=True)
+            for o in listed:
+                note = notes.get(o.message) if o.status == "failed" else None
+                # Text, not str: Bybit's messages contain [brackets] that rich would read as markup.
+                table.add_row(
+                    Text(o.symbol),
+                    Text(o.label, style=_STYLES[o.status]),
+                    Text("-" if o.ret_code is None else str(o.ret_code)),
+                    Text(o.message if note is None else f"see ({note}) below"),
+                    Text("-" if o.attempts is None else str(o.attempts)),
+                )
+            self._console.print(table)
+        counts = _failure_messages(listed)
+        for message, number in notes.items():
+            self._console.print(Text(f"({number}) {_plural(counts[message], 'symbol')}: {message}"))
         self._console.print(Text(_summary(outcomes, elapsed)))
 
 
-def _summary(outcomes: list[Outcome], elapsed: float) -> str:
+def _failure_messages(outcomes: list[Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if o.status == "failed":
+            counts[o.message] = counts.get(o.message, 0) + 1
+    return counts
+
+
+_LABELS = ("set", "already on", "already off", "failed", "cancelled")
+
+
+def _counts(outcomes: list[Outcome]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.label] = counts.get(o.label, 0) + 1
-    order = ["set", "already on", "already off", "failed", "cancelled"]
-    parts = [f"{counts[label]} {label}" for label in order if label in counts]
+    return counts
+
+
+def _summary(outcomes: list[Outcome], elapsed: float) -> str:
+    counts = _counts(outcomes)
+    parts = [f"{counts[label]} {label}" for label in _LABELS if label in counts]
     return f"{_plural(len(outcomes), 'symbol')} in {elapsed:.2f} s: {', '.join(parts)}"
 
 
@@ -450,35 +516,48 @@ def _redactor(secret: str) -> Callable[[str], str]:
 # -- running ----------------------------------------------------------------------
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _on_sigint(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Iterator[None]:
-    """Call *callback* in *loop* on SIGINT instead of raising KeyboardInterrupt."""
+def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[int], None]) -> Iterator[None]:
+    """Call ``callback(signum)`` in *loop* on SIGINT or SIGTERM instead of dying."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    with contextlib.ExitStack() as stack:
+        for signum in _SIGNALS:
+            stack.enter_context(_on_signal(loop, signum, callback))
+        yield
+
+
+@contextlib.contextmanager
+def _on_signal(
+    loop: asyncio.AbstractEventLoop, signum: int, callback: Callable[[int], None]
+) -> Iterator[None]:
+    previous = signal.getsignal(signum)
     if previous is signal.SIG_IGN:
-        # Started with SIGINT ignored (a background job): keep it so, as Python does.
+        # Started with the signal ignored (SIGINT in a background job): keep it so, as Python does.
         yield
         return
     try:
-        loop.add_signal_handler(signal.SIGINT, callback)
+        loop.add_signal_handler(signum, callback, signum)
     except NotImplementedError:
         # Windows event loops have no add_signal_handler.
-        signal.signal(signal.SIGINT, lambda signum, frame: loop.call_soon_threadsafe(callback))
+        signal.signal(signum, lambda n, frame: loop.call_soon_threadsafe(callback, n))
         try:
             yield
         finally:
-            signal.signal(
-                signal.SIGINT, signal.default_int_handler if previous is None else previous
-            )
+            if previous is None:
+                previous = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, previous)
         return
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signum)
         if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signum, previous)
 
 
 class _Batch:
@@ -486,7 +565,7 @@ class _Batch:
 
     Each symbol is its own task, so one failure cancels nothing else, and
     *on_done* sees each outcome as soon as its task finishes.  `cancel`
-    (the SIGINT handler) cancels the tasks still running.
+    (the SIGINT and SIGTERM handler) cancels the tasks still running.
     """
 
     def __init__(
@@ -504,16 +583,44 @@ class _Batch:
         self._position_idx = position_idx
         self._on_done = on_done
         self._redact = redact
-        self._tasks: list[asyncio.Task[Outcome]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._results: dict[str, Outcome] = {}
-        #: Whether `cancel` was called.
-        self.interrupted = False
+        #: The signal that called `cancel`, or None.
+        self.interrupted_by: int | None = None
 
-    def cancel(self) -> None:
+    def cancel(self, signum: int = signal.SIGINT) -> None:
         """Cancel every request still in flight or waiting for the limiter."""
-        self.interrupted = True
+        if self.interrupted_by is None:
+            self.interrupted_by = signum
         for task in self._tasks:
             task.cancel()
+
+    async def probe(self, probe: BybitSession, host: str) -> str | None:
+        """Sync the clock through *probe*, once; return why the host is unusable, or None.
+
+        Only a TLS failure, such as https:// to a plain-HTTP server, stops the
+        run here: it cannot heal, and every symbol would otherwise retry it.
+        Other failures are left to the run, whose requests retry them.
+        """
+        task = asyncio.create_task(probe.warm_up(), name="clock sync")
+        self._tasks.append(task)
+        try:
+            await task
+        except TransportError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError | aiohttp.ClientSSLError):
+                return self._redact(_tls_refused(host, exc))
+        except asyncio.CancelledError:
+            if self.interrupted_by is None:
+                raise
+        except BybitError:
+            pass
+        finally:
+            self._tasks.remove(task)
+        return None
+
+    def not_sent(self, why: str) -> list[Outcome]:
+        """Every symbol as failed for the same reason, with no attempt made."""
+        return [Outcome(s, "failed", "failed", None, why, 0, "ConnectError") for s in self._symbols]
 
     async def _one(self, symbol: str) -> Outcome:
         try:
@@ -526,6 +633,8 @@ class _Batch:
 
     async def run(self) -> list[Outcome]:
         """Run every symbol; return the outcomes in input order, cancelled ones included."""
+        if self.interrupted_by is not None:
+            return [_cancelled(s) for s in self._symbols]
         all_done = asyncio.get_running_loop().create_future()
         remaining = len(self._symbols)
 
@@ -566,44 +675,78 @@ async def _run_set(
 ) -> int:
     limits = RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
     redact = _redactor(api_secret)
-    try:
-        session = BybitSession(
-            api_key,
-            api_secret,
-            base_url=args.base_url,
-            testnet=args.testnet,
-            demo=args.demo,
-            recv_window=args.recv_window,
-            timeout=args.timeout,
-            rate_limits=limits,
-        )
-    except (TypeError, ValueError, ImportError) as exc:
-        # These name the problem, not the secret; redact() in case that changes.
-        raise UsageError(redact(str(exc))) from None
+    clock = ServerClock()
+
+    def make_session(**options: Any) -> BybitSession:
+        try:
+            return BybitSession(
+                api_key,
+                api_secret,
+                base_url=args.base_url,
+                testnet=args.testnet,
+                demo=args.demo,
+                recv_window=args.recv_window,
+                timeout=args.timeout,
+                rate_limits=limits,
+                clock=clock,
+                **options,
+            )
+        except (TypeError, ValueError, ImportError) as exc:
+            # These name the problem, not the secret; redact() in case that changes.
+            raise UsageError(redact(str(exc))) from None
+
+    session = make_session()
+    # One attempt, no retries: it only finds out whether the host answers at all.
+    probe = make_session(max_retries=0)
     batch = _Batch(session, symbols, args.flag, args.position_idx, reporter.done, redact)
     started = time.perf_counter()
     reporter.started(len(symbols))
     try:
-        # SIGINT is ours until the session is closed, so that a Ctrl-C during
-        # the close cannot skip the report.
-        with _on_sigint(asyncio.get_running_loop(), batch.cancel):
-            async with session:
-                outcomes = await batch.run()
+        # The signals are ours until the session is closed, so that a Ctrl-C
+        # or SIGTERM during the close cannot skip the report.
+        with _on_signals(asyncio.get_running_loop(), batch.cancel):
+            async with probe, session:
+                unreachable = await batch.probe(probe, _host(args))
+                if unreachable is None:
+                    outcomes = await batch.run()
+                else:
+                    outcomes = batch.not_sent(unreachable)
+                    for outcome in outcomes:
+                        reporter.done(outcome)
     finally:
         reporter.stop()
     elapsed = time.perf_counter() - started
     reporter.finished(outcomes, elapsed)
-    if batch.interrupted:
+    if unreachable is not None:
+        print(f"{PROG}: {unreachable}; nothing was sent", file=sys.stderr, flush=True)
+    if batch.interrupted_by is not None:
         cancelled = sum(1 for o in outcomes if o.status == "cancelled")
         done = len(outcomes) - cancelled
+        how = "terminated (SIGTERM)" if batch.interrupted_by == signal.SIGTERM else "interrupted"
         print(
-            f"{PROG}: interrupted: {done} of {_plural(len(outcomes), 'symbol')} done, "
+            f"{PROG}: {how}: {done} of {_plural(len(outcomes), 'symbol')} done, "
             f"{cancelled} cancelled (a cancelled request may still have reached Bybit)",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if batch.interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
     return EXIT_FAILED if any(not o.ok for o in outcomes) else EXIT_OK
+
+
+# OpenSSL's reasons when the other side answers a TLS handshake in plain text.
+_PLAINTEXT_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+
+
+def _tls_refused(host: str, exc: TransportError) -> str:
+    match = re.search(r"\[SSL: ([A-Z_]+)\]", exc.message)
+    reason = match[1] if match else ""
+    if reason in _PLAINTEXT_REASONS and host.startswith("https://"):
+        return (
+            f"{host} answered TLS in plain text ({reason}): if it is a plain-HTTP server "
+            f"(a simulator, say), use {'http://' + host.removeprefix('https://')}"
+        )
+    # A certificate or protocol failure: retrying would fail the same way.
+    return f"TLS with {host} failed: {exc.message}"
 
 
 def _silence_stdout() -> None:
@@ -626,7 +769,7 @@ def _set_auto_add_margin(args: argparse.Namespace) -> int:
     json_reporter: _JsonReporter | None = None
     console: Console | None = None
     if args.json:
-        json_reporter = _JsonReporter(sys.stdout)
+        json_reporter = _JsonReporter(sys.stdout, args.show)
     else:
         # Checked first, so a missing extra costs nothing but this one line.
         console = _rich_console()
@@ -641,7 +784,7 @@ def _set_auto_add_margin(args: argparse.Namespace) -> int:
     if console is not None:
         title = f"auto-add-margin {'on' if args.flag else 'off'} at {_host(args)}"
         show_progress = sys.stdout.isatty() and len(symbols) >= _PROGRESS_MIN_SYMBOLS
-        reporter = _TableReporter(console, title=title, progress=show_progress)
+        reporter = _TableReporter(console, title=title, progress=show_progress, show=args.show)
     else:
         assert json_reporter is not None
         reporter = json_reporter
@@ -669,32 +812,37 @@ def _demo(args: argparse.Namespace) -> int:
 # -- the parser ---------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least {minimum}, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least {minimum}, got {value}"
+        )
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
 
 
 def _rate_limit(text: str) -> int:
-    value = _positive_int(text)
-    if value < 2:
-        # The limiter lets one request through at once and refills the rest.
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
-    return value
+    # The limiter needs room for at least one request in flight and one waiting.
+    return _whole_number(text, 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -788,6 +936,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print one JSON object per symbol, one per line, as each finishes",
+    )
+    show = cmd.add_mutually_exclusive_group()
+    show.add_argument(
+        "--failures-only",
+        dest="show",
+        action="store_const",
+        const="failures",
+        default="all",
+        help="list only the symbols that failed or were cancelled, then the counts",
+    )
+    show.add_argument(
+        "--summary-only",
+        dest="show",
+        action="store_const",
+        const="summary",
+        help="print only the counts (with --json, one object of counts)",
     )
     return parser
 

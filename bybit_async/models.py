@@ -21,25 +21,36 @@ class PositionIdx(enum.IntEnum):
 # which costs a microsecond on every response.
 @dataclass(slots=True)
 class ApiResponse:
-    """A successful answer from Bybit: the envelope and the rate-limit headers."""
+    """A successful answer from Bybit: the envelope and the rate-limit headers.
 
-    #: ``retCode``: 0, or a code that a not-modified answer carries.
+    :ivar ret_code: ``retCode``: 0, or the code of a not-modified answer.
+    :ivar ret_msg: ``retMsg``: Bybit's message, which varies (``OK``, ``success``, empty).
+    :ivar result: ``result``: the endpoint's payload, decoded from JSON (``{}`` for
+        set-auto-add-margin).
+    :ivar ret_ext_info: ``retExtInfo``, decoded from JSON (usually ``{}``).
+    :ivar time: ``time``: the server's time of the answer in Unix ms, or None if absent.
+    :ivar limit: ``X-Bapi-Limit``: the endpoint's limit per window, or None if not sent
+        (public endpoints do not send it).
+    :ivar limit_status: ``X-Bapi-Limit-Status``: requests left in the current window,
+        or None if not sent.
+    :ivar limit_reset_timestamp: ``X-Bapi-Limit-Reset-Timestamp``: server time in Unix
+        ms when the window resets, or None if not sent.
+    :ivar modified: False when Bybit answered that the setting already had the
+        requested value (an answer listed in ``errors.NOT_MODIFIED``, as for
+        set-auto-add-margin); True for every other success.  On reads and on
+        endpoints with no not-modified answer it is always True and says
+        nothing beyond success.
+    :ivar attempts: attempts it took, retries included (1 when the first attempt
+        succeeded).
+    """
+
     ret_code: int
-    #: ``retMsg``: Bybit's message, which varies (``OK``, ``success``, empty).
     ret_msg: str
-    #: ``result``: the endpoint's payload (``{}`` for set-auto-add-margin).
     result: Any
-    #: ``retExtInfo``.
     ret_ext_info: Any
-    #: ``time``: the server's time of the answer in Unix ms, if given.
     time: int | None
-    #: ``X-Bapi-Limit``: the endpoint's limit per window, if sent.
     limit: int | None = None
-    #: ``X-Bapi-Limit-Status``: requests left in the current window, if sent.
     limit_status: int | None = None
-    #: ``X-Bapi-Limit-Reset-Timestamp``: server time in ms when the window resets, if sent.
     limit_reset_timestamp: int | None = None
-    #: False when Bybit answered that the setting already had the requested value.
     modified: bool = True
-    #: Attempts it took, retries included.
     attempts: int = 1

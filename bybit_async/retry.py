@@ -74,12 +74,15 @@ class Retry(enum.Enum):
 
 @dataclass(frozen=True)
 class RetryRule:
-    """How to treat one kind of failure."""
+    """How to treat one kind of failure.
+
+    :ivar retry: whether it is retried: always, only for idempotent requests, or never.
+    :ivar resync_clock: measure the server clock again before the next attempt.
+    :ivar halt: stop sending anything for a while: the IP is banned or blocked.
+    """
 
     retry: Retry
-    #: Measure the server clock again before the next attempt.
     resync_clock: bool = False
-    #: Stop sending anything for a while: the IP is banned or blocked.
     halt: bool = False
 
 

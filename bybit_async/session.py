@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -129,7 +129,9 @@ def auto_add_margin_params(
         raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
     if not _SYMBOL.match(symbol):
         hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
-        raise ValueError(f"symbol must be uppercase letters and digits, got {symbol!r}{hint}")
+        raise ValueError(
+            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
+        )
     if category != "linear":
         raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
     if isinstance(auto_add_margin, bool) or (
@@ -337,7 +339,7 @@ class BybitSession:
 
     async def request(
         self,
-        method: Literal["GET", "POST"],
+        method: str,
         path: str,
         params: Mapping[str, Any] | None = None,
         *,

@@ -335,10 +335,14 @@ NOWHERE = ("--base-url", "http://127.0.0.1:9")
         ((SET, "BTC/USDT", "x", "--on"), "(and 1 more)"),
         ((SET, "BTCUSDT", "--on", "--position-idx", "3"), "invalid choice"),
         ((SET, "BTCUSDT", "--on", "--demo", "--testnet"), "not allowed with"),
-        ((SET, "BTCUSDT", "--on", "--rate-limit", "0"), "must be positive"),
-        ((SET, "BTCUSDT", "--on", "--rate-limit", "1"), "must be at least 2"),
-        ((SET, "BTCUSDT", "--on", "--timeout", "nan"), "must be positive"),
-        ((SET, "BTCUSDT", "--on", "--recv-window", "5s"), "whole number"),
+        ((SET, "BTCUSDT", "--on", "--rate-limit", "0"), "a whole number of at least 2, got 0"),
+        ((SET, "BTCUSDT", "--on", "--rate-limit", "1"), "a whole number of at least 2, got 1"),
+        ((SET, "BTCUSDT", "--on", "--rate-limit", "x"), "a whole number of at least 2, got 'x'"),
+        ((SET, "BTCUSDT", "--on", "--timeout", "nan"), "a finite number above 0, got nan"),
+        ((SET, "BTCUSDT", "--on", "--timeout", "0"), "a finite number above 0, got 0"),
+        ((SET, "BTCUSDT", "--on", "--recv-window", "5s"), "a whole number of at least 1, got '5s'"),
+        ((SET, "BTCUSDT", "--on", "--recv-window", "0"), "a whole number of at least 1, got 0"),
+        ((SET, "BTCUSDT", "--on", "--json", "--failures-only", "--summary-only"), "not allowed"),
         ((SET, "BTCUSDT", "--on", "--bogus"), "unrecognized arguments: --bogus"),
         ((SET, "BTCUSDT", "--on", "--symbols-file", "/nonexistent"), "cannot read symbols file"),
         ((SET, "--on", "--key-file", "-", "--symbols-file", "-"), "cannot both read stdin"),
@@ -365,6 +369,8 @@ async def test_help_documents_keys_and_exit_status() -> None:
     for text in ("BYBIT_API_KEY", "BYBIT_API_SECRET", "--key-file", "NAME=VALUE", "--rate-limit"):
         assert text in ran.out
     assert "130 interrupted" in ran.out
+    assert "143 terminated (SIGTERM)" in ran.out
+    assert "--failures-only" in ran.out
     assert "pip install 'bybit-async[cli]'" in ran.out
 
 
@@ -671,3 +677,196 @@ def test_demo_exit_status(monkeypatch: pytest.MonkeyPatch, failed: int, status: 
 
     monkeypatch.setattr(bybit_async.demo, "run_demo", fake_demo)
     assert cli.main(["demo"]) == status
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_sigterm_reports_like_ctrl_c_json(sim: BybitSimulator) -> None:
+    """A supervisor's SIGTERM gets the same report as Ctrl-C: complete lines, the counts."""
+    symbols = SYMBOLS[:20]
+    stall_after(sim, 5, 15)
+    proc = await asyncio.create_subprocess_exec(
+        *PYTHON,
+        "-m",
+        "bybit_async",
+        SET,
+        *symbols,
+        "--on",
+        "--base-url",
+        sim.url,
+        *FAST,
+        "--json",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(sim),
+    )
+    try:
+        assert proc.stdout is not None
+        early = [await asyncio.wait_for(proc.stdout.readline(), DEADLINE) for _ in range(5)]
+        await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    proc.send_signal(signal.SIGTERM)
+    ran = await finish(proc, EXIT_AFTER_SIGINT)
+
+    assert ran.status == cli.EXIT_TERMINATED == 143
+    ran.assert_clean()
+    assert ran.errors == "bybit-async: terminated (SIGTERM): 5 of 20 symbols done, " + (
+        "15 cancelled (a cancelled request may still have reached Bybit)\n"
+    )
+    # Every line whole: each parses, and the early ones and the late ones make up all symbols.
+    lines = [json.loads(line) for line in [*(b.decode() for b in early), *ran.out.splitlines()]]
+    assert sorted(o["symbol"] for o in lines) == symbols
+    assert [o["outcome"] for o in lines].count("cancelled") == 15
+    assert ran.out.endswith("\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_sigterm_table_has_the_summary(sim: BybitSimulator) -> None:
+    stall_after(sim, 2, 3)
+    proc = await asyncio.create_subprocess_exec(
+        *PYTHON,
+        "-m",
+        "bybit_async",
+        SET,
+        *SYMBOLS[:5],
+        "--on",
+        "--base-url",
+        sim.url,
+        *FAST,
+        "--failures-only",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(sim),
+    )
+    try:
+        await asyncio.wait_for(sim.wait_for_requests(1 + 5), DEADLINE)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    proc.send_signal(signal.SIGTERM)
+    ran = await finish(proc, EXIT_AFTER_SIGINT)
+    assert ran.status == 143
+    ran.assert_clean()
+    rows = ran.table()
+    assert list(rows) == SYMBOLS[2:5]  # only the cancelled: --failures-only
+    assert all(row[0] == "cancelled" for row in rows.values())
+    assert "5 symbols in " in ran.out
+    assert ": 2 set, 3 cancelled\n" in ran.out
+
+
+# -- --version, output options, failures shared by many symbols ----------------------------
+
+
+async def test_version_imports_nothing_heavy() -> None:
+    """--version answers before the library loads: -X importtime lists every module imported."""
+    fast, full = await asyncio.gather(
+        run("--version", env=cli_env(), command=(*PYTHON, "-X", "importtime", "-m", "bybit_async")),
+        # Not the fast path (another argument follows): argparse answers, after the imports.
+        run(
+            "--version",
+            "demo",
+            env=cli_env(),
+            command=(*PYTHON, "-X", "importtime", "-m", "bybit_async"),
+        ),
+    )
+    assert (fast.status, full.status) == (0, 0)
+    assert fast.out == full.out == f"bybit-async {cli.__version__}\n"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in fast.err.splitlines()}
+    assert "bybit_async._version" in imported
+    assert not {"aiohttp", "orjson", "tenacity", "bybit_async.cli"} & imported, imported
+    # The check can tell: the same listing for the full path names aiohttp.
+    assert "aiohttp" in {line.rsplit("|", 1)[-1].strip() for line in full.err.splitlines()}
+
+
+async def test_importing_the_package_loads_names_on_first_use() -> None:
+    code = (
+        "import sys, bybit_async\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp imported by import bybit_async'\n"
+        "from bybit_async import BybitSession, ApiResponse\n"
+        "assert BybitSession.__module__ == 'bybit_async.session'\n"
+        "assert set(bybit_async.__all__) <= set(dir(bybit_async))\n"
+        "assert all(getattr(bybit_async, name) is not None for name in bybit_async.__all__)\n"
+        "try:\n    bybit_async.Nope\nexcept AttributeError:\n    pass\n"
+        "else:\n    raise AssertionError('no AttributeError')\n"
+    )
+    ran = await run(env=cli_env(), command=(*PYTHON, "-c", code))
+    assert ran.status == 0, ran.err
+
+
+async def test_failures_only_and_summary_only(sim: BybitSimulator) -> None:
+    symbols = mixed_positions(sim)
+    args = (SET, *symbols, "--on", "--base-url", sim.url, *FAST)
+    # One after the other: the second run finds the first one's flags set.
+    table = await run(*args, "--failures-only", env=cli_env(sim))
+    assert table.status == 1
+    assert list(table.table()) == ["XRPUSDT"]
+    assert ": 4 set, 1 already on, 1 failed\n" in table.out
+    lines = await run(*args, "--failures-only", "--json", env=cli_env(sim))
+    assert lines.status == 1
+    assert list(lines.json()) == ["XRPUSDT"]
+
+    # Run again: everything but XRPUSDT is now already on.
+    table, lines = await asyncio.gather(
+        run(*args, "--summary-only", env=cli_env(sim)),
+        run(*args, "--summary-only", "--json", env=cli_env(sim)),
+    )
+    assert (table.status, lines.status) == (1, 1)
+    table.assert_clean()
+    assert table.table() == {}
+    assert re.fullmatch(
+        r"auto-add-margin on at \S+: 6 symbols\n6 symbols in [0-9.]+ s: 5 already on, 1 failed\n",
+        table.out,
+    ), table.out
+    (summary,) = [json.loads(line) for line in lines.out.splitlines()]
+    assert summary.pop("elapsed_s") >= 0
+    assert summary == {
+        "symbols": 6,
+        "set": 0,
+        "already_on": 5,
+        "already_off": 0,
+        "failed": 1,
+        "cancelled": 0,
+    }
+
+
+async def test_one_unreachable_host_is_reported_once() -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    ran = await run(
+        SET, *symbols, "--on", *NOWHERE, env=cli_env(BYBIT_API_KEY="k", BYBIT_API_SECRET=SECRET)
+    )
+    assert ran.status == 1
+    ran.assert_clean()
+    rows = ran.table()
+    assert list(rows) == symbols
+    assert all(row[:3] == ["failed", "-", "see (1) below"] for row in rows.values()), rows
+    notes = [line for line in ran.out.splitlines() if line.startswith("(1) ")]
+    assert len(notes) == 1
+    assert notes[0].startswith("(1) 4 symbols: ")
+    assert "127.0.0.1:9" in notes[0]
+    assert ran.out.count("127.0.0.1:9") == 2  # the title and the note
+
+
+async def test_https_to_a_plain_http_server_is_not_retried(sim: BybitSimulator) -> None:
+    url = sim.url.replace("http://", "https://")
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    lines, table = await asyncio.gather(
+        run(SET, *symbols, "--on", "--base-url", url, "--json", env=cli_env(sim)),
+        run(SET, *symbols, "--on", "--base-url", url, env=cli_env(sim)),
+    )
+    for ran in (lines, table):
+        assert ran.status == 1
+        ran.assert_clean()
+        assert ran.errors.count("\n") == 1, ran.err
+        assert f"use {sim.url}" in ran.err
+        assert "nothing was sent" in ran.err
+    results = lines.json()
+    assert sorted(results) == sorted(symbols)
+    assert all(r["attempts"] == 0 and r["error"] == "ConnectError" for r in results.values())
+    assert all(r["outcome"] == "failed" for r in results.values())
+    # Once per command: the one clock-sync attempt, never retried, and no symbol sent.
+    assert sim.requests == []

@@ -135,7 +135,7 @@ class Instruments:
 def check_symbol(symbol: str) -> None:
     """Raise ValueError unless *symbol* is uppercase letters, digits and hyphens."""
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
-        raise ValueError(f"symbol must be uppercase letters and digits, got {symbol!r}")
+        raise ValueError(f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}")
 
 
 class Accounts:

@@ -633,7 +633,14 @@ class BybitSimulator:
         self, request: web.Request, record: RecordedRequest, route: _Route | None
     ) -> tuple[web.Response, int | None, Fault | None]:
         if route is None or request.method != route.method:
-            return text_response(404, "404 page not found"), None, None
+            # Not Bybit's wording: a test that reaches a path the simulator does
+            # not serve must not read it as a wrong path.
+            served = ", ".join(f"{r.method} {path}" for path, r in _ROUTES.items())
+            text = (
+                f"404 not implemented by the simulator: {request.method} {request.path} "
+                f"(it implements {served})"
+            )
+            return text_response(404, text), None, None
         if not route.private:
             fault = self._take_fault(record.path, route, edge=False) if self._faults else None
             if fault is not None:
