@@ -36,6 +36,7 @@ from .errors import (
 )
 from .models import ApiResponse, PositionIdx
 from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
+from .redis_limiter import RedisLimiter
 from .session import HOSTS, BybitSession
 from .signing import HmacSigner, RsaSigner, Signer
 
@@ -64,6 +65,7 @@ __all__ = [
     "PositionIdx",
     "RateLimitError",
     "RateLimits",
+    "RedisLimiter",
     "RequestTimeout",
     "RsaSigner",
     "ServerBusyError",
