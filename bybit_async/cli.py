@@ -32,6 +32,7 @@ from ._version import __version__
 from .errors import BybitAPIError, BybitError
 from .models import ApiResponse
 from .ratelimit import ENDPOINT_LIMITS, RateLimits
+from .redis_limiter import RedisLimiter
 from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
 
 if TYPE_CHECKING:
@@ -566,7 +567,14 @@ async def _run_set(
 ) -> int:
     limits = RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
     redact = _redactor(api_secret)
+    limiter: RedisLimiter | None = None
     try:
+        if args.redis_url is not None:
+            limiter = RedisLimiter(
+                args.redis_url, account=args.account, limits=limits, lease=args.timeout
+            )
+        elif args.account is not None:
+            raise ValueError("--account names the budget shared through --redis-url: give both")
         session = BybitSession(
             api_key,
             api_secret,
@@ -576,6 +584,7 @@ async def _run_set(
             recv_window=args.recv_window,
             timeout=args.timeout,
             rate_limits=limits,
+            limiter=limiter,
         )
     except (TypeError, ValueError, ImportError) as exc:
         # These name the problem, not the secret; redact() in case that changes.
@@ -588,7 +597,11 @@ async def _run_set(
         # the close cannot skip the report.
         with _on_sigint(asyncio.get_running_loop(), batch.cancel):
             async with session:
-                outcomes = await batch.run()
+                try:
+                    outcomes = await batch.run()
+                finally:
+                    if limiter is not None:
+                        await limiter.aclose()
     finally:
         reporter.stop()
     elapsed = time.perf_counter() - started
@@ -783,6 +796,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests per second this client allows itself on the endpoint (default "
         f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN]}, Bybit's limit; raise it only for a test server)",
+    )
+    cmd.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share the account's rate limits with other processes through the Redis at URL "
+        "(redis://[:password@]host:port/db; needs bybit-async[redis])",
+    )
+    cmd.add_argument(
+        "--account",
+        metavar="NAME",
+        help="with --redis-url: the name of the shared budget, the same for every key of one "
+        "Bybit account (default: a hash of the API key)",
     )
     cmd.add_argument(
         "--json",

@@ -188,16 +188,18 @@ def _check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
 
 
 class _RedisPermit:
-    __slots__ = ("_id", "_limiter", "_path")
+    __slots__ = ("_id", "_limiter", "_local", "_path")
 
-    def __init__(self, limiter: RedisLimiter, path: str, permit_id: str) -> None:
+    def __init__(self, limiter: RedisLimiter, path: str, permit_id: str, local: Permit) -> None:
         self._limiter: RedisLimiter | None = limiter
         self._path = path
         self._id = permit_id
+        self._local = local
 
     def release(self, sent: bool = True) -> None:
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
+            self._local.release(sent)
             limiter._release(self._path, self._id, sent)
 
 
@@ -316,7 +318,9 @@ class RedisLimiter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._sleepers: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._local: LocalLimiter | None = None
+        # This process's own permits, taken with every Redis permit: the fallback
+        # while Redis is down (fallback="local"), aware of what was sent before.
+        self._local = LocalLimiter(limits)
         # Set while Redis is taken as down: why, and the loop time to ask it again.
         self._down: str | None = None
         self._probe_at = 0.0
@@ -385,18 +389,31 @@ class RedisLimiter:
         if self._closed:
             raise RuntimeError("this RedisLimiter is closed")
         loop = asyncio.get_running_loop()
-        if self._down is None or loop.time() >= self._probe_at:
-            lock = self._locks.get(path)
-            if lock is None:
-                lock = self._locks[path] = asyncio.Lock()
-            async with lock:
-                permit = await self._take(path, loop)
-            if permit is not None:
-                return permit
-        if self._fallback == "local":
-            return await self._local_limiter().acquire(path)
-        assert self._down is not None
-        raise LimiterUnavailableError(
+        if self._down is not None and loop.time() < self._probe_at and self._fallback == "closed":
+            raise self._unavailable(path)
+        # This process's own permit first: it admits at once while Redis is up
+        # (this process's use is part of the account's), and it carries this
+        # process's recent requests across a switch to the fallback and back.
+        local = await self._local.acquire(path)
+        try:
+            if self._down is None or loop.time() >= self._probe_at:
+                lock = self._locks.get(path)
+                if lock is None:
+                    lock = self._locks[path] = asyncio.Lock()
+                async with lock:
+                    permit_id = await self._take(path, loop)
+                if permit_id is not None:
+                    return _RedisPermit(self, path, permit_id, local)
+            if self._fallback == "local":
+                return local
+        except BaseException:
+            local.release(sent=False)
+            raise
+        local.release(sent=False)
+        raise self._unavailable(path)
+
+    def _unavailable(self, path: str) -> LimiterUnavailableError:
+        return LimiterUnavailableError(
             f"not sent: {self._down}; nothing is sent while the shared count is unknown",
             method="",
             path=path,
@@ -408,8 +425,7 @@ class RedisLimiter:
         Written to Redis in the background; a process that cannot reach Redis
         holds the endpoint in its local fallback only.
         """
-        if self._local is not None:
-            self._local.observe(path, remaining, reset_in)
+        self._local.observe(path, remaining, reset_in)
         if remaining == 0 and reset_in is not None and reset_in > 0 and self._account:
             ahead = round((reset_in + self._limits.margin) * 1_000_000)
             self._spawn(self._write_hold(path, ahead))
@@ -480,8 +496,8 @@ class RedisLimiter:
             plan = self._plans[path] = (keys, args, release_keys, release_args)
         return plan
 
-    async def _take(self, path: str, loop: asyncio.AbstractEventLoop) -> Permit | None:
-        """Take a permit in Redis, waiting as long as needed; None when Redis is down."""
+    async def _take(self, path: str, loop: asyncio.AbstractEventLoop) -> str | None:
+        """Take a permit in Redis, waiting as long as needed: its id, or None if Redis is down."""
         keys, args, _, _ = self._plan(path)
         while True:
             if self._down is not None and loop.time() < self._probe_at:
@@ -500,7 +516,7 @@ class RedisLimiter:
                 self._came_back()
             granted, value = cast("Sequence[int]", reply)
             if granted == 1:
-                return _RedisPermit(self, path, permit_id)
+                return permit_id
             await self._pause(value / 1_000_000, loop)
 
     async def _pause(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
@@ -567,11 +583,6 @@ class RedisLimiter:
     def _came_back(self) -> None:
         self._down = None
         _log.info("RedisLimiter: Redis at %s answers again; permits shared again", self._where)
-
-    def _local_limiter(self) -> LocalLimiter:
-        if self._local is None:
-            self._local = LocalLimiter(self._limits)
-        return self._local
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
