@@ -48,6 +48,8 @@ import bybit_async
 from bybit_async import errors, retry, session, testing
 from bybit_async.testing import BybitSimulator
 
+from .redis_server import redis_server as redis_server  # for examples that read REDIS_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TAGS = {"fragment", "pytest", "py311"}
@@ -146,9 +148,13 @@ def _run_as_main(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", _params(_select(without=("fragment", "pytest"))))
-async def test_complete_example(block: Block, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_complete_example(
+    block: Block, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     for scheme in ("http://", "https://"):
         assert scheme not in block.source, f"{block.id}: name a host (testnet=True), not a URL"
+    if "REDIS_URL" in block.source:
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)
     async with BybitSimulator() as sim:
         sim.set_position("XRPUSDT", margin_mode="cross")
         sim.set_position("ETHUSDT", auto_add_margin=1)
