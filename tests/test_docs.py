@@ -48,7 +48,7 @@ import bybit_async
 from bybit_async import errors, retry, session, testing
 from bybit_async.testing import BybitSimulator
 
-from .redis_server import redis_server as redis_server  # for examples that read REDIS_URL
+from .redis_fixtures import redis_server as redis_server  # for examples that read REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ from bybit_async import (
 from bybit_async.redis_limiter import account_for_api_key
 from bybit_async.testing import BybitSimulator
 
-from .redis_server import RedisServer, free_port, running_redis
-from .redis_server import redis_server as redis_server  # the session-scoped fixture
+from .redis_fixtures import own_redis as own_redis
+from .redis_fixtures import redis_server as redis_server
+from .redis_server import RedisServer, free_port
 
 PATH = "/v5/position/set-auto-add-margin"
 ENGINE = Path(__file__).resolve().parent / "redis_engine.py"
@@ -56,13 +57,6 @@ async def inspect(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     await client.aclose()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which the test may stop and start again."""
-    with running_redis() as server:
-        yield server
 
 
 # -- engines in their own processes -------------------------------------------------
