@@ -21,6 +21,11 @@ whose clocks disagree still count in one time line.  A permit whose process
 died (SIGKILL, lost network) expires after its lease: *lease* (the longest a
 request may be in flight) plus the window plus the margin.
 
+Each Redis permit comes with a permit of this process's own `LocalLimiter`,
+which admits at once while Redis is up (this process's requests are part of
+the account's): it remembers what this process sent in the last window when
+Redis goes away or comes back empty.
+
 Waiting is not polling: a call sleeps until the earliest permit can come back
 (a lower bound when that permit is still in flight: it cannot come back
 sooner than one window from now), and wakes early when a permit of this
@@ -47,7 +52,7 @@ import logging
 import math
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -555,8 +560,13 @@ class RedisLimiter:
         except self._errors as exc:
             _log.debug("RedisLimiter: hold of %s not written: %s", path, self._cause(exc))
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop any more: the lease takes the permit back
+            coro.close()
+            return
+        task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
