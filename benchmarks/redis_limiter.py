@@ -154,7 +154,7 @@ def measure_redis_limiter(config: Config) -> Json:
     from tests.redis_server import NoRedisServer, running_redis
 
     full = config.name == "full"
-    calls, rounds = (20_000, 5) if full else (4_000, 3)
+    calls, rounds = (5_000, 5) if full else (2_000, 3)
     sweep_rounds, per_process = (2, 50) if full else (1, 15)
     try:
         with running_redis() as server:
