@@ -46,6 +46,7 @@ so that ``TIME`` may precede writes; on 3.2 and 4 the scripts ask for it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import logging
@@ -396,25 +397,25 @@ class RedisLimiter:
         loop = asyncio.get_running_loop()
         if self._down is not None and loop.time() < self._probe_at and self._fallback == "closed":
             raise self._unavailable(path)
-        # This process's own permit first: it admits at once while Redis is up
-        # (this process's use is part of the account's), and it carries this
-        # process's recent requests across a switch to the fallback and back.
-        local = await self._local.acquire(path)
-        try:
-            if self._down is None or loop.time() >= self._probe_at:
-                lock = self._locks.get(path)
-                if lock is None:
-                    lock = self._locks[path] = asyncio.Lock()
-                async with lock:
-                    permit_id = await self._take(path, loop)
-                if permit_id is not None:
-                    return _RedisPermit(self, path, permit_id, local)
-            if self._fallback == "local":
-                return local
-        except BaseException:
-            local.release(sent=False)
-            raise
-        local.release(sent=False)
+        if self._down is None or loop.time() >= self._probe_at:
+            lock = self._locks.get(path)
+            if lock is None:
+                lock = self._locks[path] = asyncio.Lock()
+            async with lock:
+                permit_id = await self._take(path, loop)
+            if permit_id is not None:
+                # This process's own permit too: it admits at once while Redis is
+                # up (this process's use is part of the account's), and it carries
+                # this process's recent requests across a switch to the fallback
+                # and back, or a Redis restarted empty.
+                try:
+                    local = await self._local.acquire(path)
+                except BaseException:
+                    self._release(path, permit_id, sent=False)
+                    raise
+                return _RedisPermit(self, path, permit_id, local)
+        if self._fallback == "local":
+            return await self._local.acquire(path)
         raise self._unavailable(path)
 
     def _unavailable(self, path: str) -> LimiterUnavailableError:
@@ -508,11 +509,15 @@ class RedisLimiter:
             if self._down is not None and loop.time() < self._probe_at:
                 return None  # found down by a call ahead of this one
             permit_id = f"{self._token}:{next(self._ids)}"
+            # In a task of its own, shielded: a cancelled call must not cut a
+            # script off halfway through redis-py (which may then retry it).
+            call = loop.create_task(self._acquire_script(keys=keys, args=[permit_id, *args]))
             try:
-                reply = await self._acquire_script(keys=keys, args=[permit_id, *args])
+                reply = await asyncio.shield(call)
             except asyncio.CancelledError:
-                # The script may have run: give back what it may have taken.
-                self._release(path, permit_id, sent=False)
+                # The script may still run: give back what it may take.
+                self._tasks.add(call)
+                call.add_done_callback(functools.partial(self._orphaned, path, permit_id))
                 raise
             except self._errors as exc:
                 self._went_down(exc, loop)
@@ -523,6 +528,13 @@ class RedisLimiter:
             if granted == 1:
                 return permit_id
             await self._pause(value / 1_000_000, loop)
+
+    def _orphaned(self, path: str, permit_id: str, call: asyncio.Task[Any]) -> None:
+        """The script call of a cancelled acquire is over: release whatever it took."""
+        self._tasks.discard(call)
+        if not call.cancelled():
+            call.exception()  # retrieved: a failure here concerns no caller
+        self._release(path, permit_id, sent=False)
 
     async def _pause(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
         """Sleep *seconds*, or until a permit of this process is given back unused."""

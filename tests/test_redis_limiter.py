@@ -414,6 +414,22 @@ async def test_a_waiting_call_is_admitted_when_a_permit_comes_back_unsent(
         second.release(sent=False)
 
 
+async def test_a_cancelled_waiting_call_leaves_no_permit_behind(redis_server: RedisServer) -> None:
+    limits = RateLimits(endpoints={PATH: 1})
+    async with RedisLimiter(
+        redis_server.url, account=unique("a"), ip_scope=unique("ip"), limits=limits
+    ) as limiter:
+        first = await limiter.acquire(PATH)
+        waiting = asyncio.ensure_future(limiter.acquire(PATH))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        first.release(sent=False)
+        await limiter.flush()
+        assert await limiter.available(PATH) == 1
+
+
 async def test_scripts_are_loaded_again_after_a_script_flush(
     redis_server: RedisServer, inspect: Redis
 ) -> None:
