@@ -234,6 +234,9 @@ class RedisLimiter:
     `LocalLimiter`.  Redis is asked again at most every *probe_interval*
     seconds after a failure; each Redis command may take *redis_timeout*
     seconds (URLs only; a client keeps its own settings).
+
+    Use it from one event loop, and close it (`aclose`, or ``async with``)
+    when done: the session does not, since several sessions may share it.
     """
 
     def __init__(
