@@ -18,7 +18,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks-throughput.png"
 
-SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers")
+SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers", "redis")
 
 
 def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
@@ -26,6 +26,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     from .micro import measure_prepare, measure_rsa_signing, measure_signing
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
+    from .redis_limiter import measure_redis_limiter
     from .throughput import measure_soak, measure_throughput
 
     return {
@@ -36,6 +37,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "soak": ("soak", measure_soak),
         "ratelimit": ("rate_limited", measure_rate_limited),
         "peers": ("peers", measure_peers),
+        "redis": ("redis_limiter", measure_redis_limiter),
     }
 
 

@@ -236,6 +236,11 @@ def evaluate_targets(results: Json) -> list[Json]:
             warm / rtt <= TARGET_WARM_RTTS,
             warm / rtt,
         )
+    if results.get("redis_limiter"):
+        from .redis_limiter import redis_targets
+
+        for target in redis_targets(results["redis_limiter"]):
+            add(*target)
     return targets
 
 
@@ -615,6 +620,10 @@ def render_tables(results: Json, heading: str = "##") -> str:
     peers = results.get("peers")
     if peers:
         parts += [f"{heading} 5. Other clients, same call, same simulator", peers_table(peers)]
+    if results.get("redis_limiter"):
+        from .redis_limiter import render_redis_limiter
+
+        parts += render_redis_limiter(results["redis_limiter"], heading)
     return "\n\n".join(parts) + "\n"
 
 

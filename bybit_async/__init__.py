@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     )
     from .models import ApiResponse, PositionIdx
     from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
+    from .redis_limiter import RedisLimiter
     from .session import HOSTS, BybitSession
     from .signing import HmacSigner, RsaSigner, Signer
 
@@ -75,6 +76,7 @@ _LAZY = {
     "LocalLimiter": "ratelimit",
     "Permit": "ratelimit",
     "RateLimits": "ratelimit",
+    "RedisLimiter": "redis_limiter",
     "HOSTS": "session",
     "BybitSession": "session",
     "HmacSigner": "signing",
@@ -107,6 +109,7 @@ __all__ = [
     "PositionIdx",
     "RateLimitError",
     "RateLimits",
+    "RedisLimiter",
     "RequestTimeout",
     "RsaSigner",
     "ServerBusyError",

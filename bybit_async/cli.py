@@ -36,6 +36,7 @@ from .clock import ServerClock
 from .errors import BybitAPIError, BybitError, TransportError
 from .models import ApiResponse
 from .ratelimit import ENDPOINT_LIMITS, RateLimits
+from .redis_limiter import RedisLimiter
 from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
 
 if TYPE_CHECKING:
@@ -676,6 +677,16 @@ async def _run_set(
     limits = RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
     redact = _redactor(api_secret)
     clock = ServerClock()
+    limiter: RedisLimiter | None = None
+    if args.redis_url is not None:
+        try:
+            limiter = RedisLimiter(
+                args.redis_url, account=args.account, limits=limits, lease=args.timeout
+            )
+        except (TypeError, ValueError, ImportError) as exc:
+            raise UsageError(redact(str(exc))) from None
+    elif args.account is not None:
+        raise UsageError("--account names the budget shared through --redis-url: give both")
 
     def make_session(**options: Any) -> BybitSession:
         try:
@@ -695,7 +706,7 @@ async def _run_set(
             # These name the problem, not the secret; redact() in case that changes.
             raise UsageError(redact(str(exc))) from None
 
-    session = make_session()
+    session = make_session(limiter=limiter)
     # One attempt, no retries: it only finds out whether the host answers at all.
     probe = make_session(max_retries=0)
     batch = _Batch(session, symbols, args.flag, args.position_idx, reporter.done, redact)
@@ -706,13 +717,17 @@ async def _run_set(
         # or SIGTERM during the close cannot skip the report.
         with _on_signals(asyncio.get_running_loop(), batch.cancel):
             async with probe, session:
-                unreachable = await batch.probe(probe, _host(args))
-                if unreachable is None:
-                    outcomes = await batch.run()
-                else:
-                    outcomes = batch.not_sent(unreachable)
-                    for outcome in outcomes:
-                        reporter.done(outcome)
+                try:
+                    unreachable = await batch.probe(probe, _host(args))
+                    if unreachable is None:
+                        outcomes = await batch.run()
+                    else:
+                        outcomes = batch.not_sent(unreachable)
+                        for outcome in outcomes:
+                            reporter.done(outcome)
+                finally:
+                    if limiter is not None:
+                        await limiter.aclose()
     finally:
         reporter.stop()
     elapsed = time.perf_counter() - started
@@ -840,11 +855,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _rate_limit(text: str) -> int:
-    # The limiter needs room for at least one request in flight and one waiting.
-    return _whole_number(text, 2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``bybit-async`` command line."""
     parser = argparse.ArgumentParser(
@@ -926,11 +936,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument(
         "--rate-limit",
-        type=_rate_limit,
+        type=_positive_int,
         default=ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN],
         metavar="N",
         help="requests per second this client allows itself on the endpoint (default "
         f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN]}, Bybit's limit; raise it only for a test server)",
+    )
+    cmd.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share the account's rate limits with other processes through the Redis at URL "
+        "(redis://[:password@]host:port/db; needs bybit-async[redis])",
+    )
+    cmd.add_argument(
+        "--account",
+        metavar="NAME",
+        help="with --redis-url: the name of the shared budget, the same for every key of one "
+        "Bybit account (default: a hash of the API key)",
     )
     cmd.add_argument(
         "--json",

@@ -229,6 +229,10 @@ class BybitSession:
             raise ValueError("proxy must be an http(s) URL")
         if limiter is None and rate_limits is not None:
             limiter = LocalLimiter(rate_limits)
+        # A limiter shared between processes may name its budget after the key.
+        bind_api_key = getattr(limiter, "bind_api_key", None)
+        if bind_api_key is not None:
+            bind_api_key(api_key)
 
         self._api_key = api_key
         self._base_url = base_url

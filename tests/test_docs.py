@@ -48,6 +48,9 @@ import pytest
 import bybit_async
 from bybit_async import errors, retry, session, testing
 from bybit_async.testing import BybitSimulator
+from bybit_async.testing.accounts import SYMBOL_PATTERN as SIM_SYMBOL
+
+from .redis_fixtures import redis_server as redis_server  # for examples that read REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -147,9 +150,13 @@ def _run_as_main(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", _params(_select(without=("fragment", "pytest"))))
-async def test_complete_example(block: Block, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_complete_example(
+    block: Block, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     for scheme in ("http://", "https://"):
         assert scheme not in block.source, f"{block.id}: name a host (testnet=True), not a URL"
+    if "REDIS_URL" in block.source:
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)
     async with BybitSimulator() as sim:
         sim.set_position("XRPUSDT", margin_mode="cross")
         sim.set_position("ETHUSDT", auto_add_margin=1)
@@ -471,13 +478,13 @@ def json_symbol(line: str) -> str:
 
 def test_protocol_notes_symbol_rule_matches_session_and_simulator() -> None:
     pattern = session._SYMBOL.pattern.removesuffix(r"\Z")
-    assert testing._SYMBOL.pattern == pattern
+    assert SIM_SYMBOL.pattern == pattern
     row = next(r for r in _rows("protocol-notes.md") if r[0].startswith("Symbols may"))
     assert pattern in row[1]
     assert "session and the simulator" in row[1]
     for symbol in ("BTCUSDT", "BTC-27DEC24"):
         session.auto_add_margin_params(symbol, True)
-        assert re.fullmatch(testing._SYMBOL, symbol)
+        assert SIM_SYMBOL.fullmatch(symbol)
 
 
 def test_symbol_error_messages_name_hyphens() -> None:

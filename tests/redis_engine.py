@@ -1,0 +1,81 @@
+"""One trading engine, for the multi-process tests and benchmarks of `RedisLimiter`.
+
+Run as ``python tests/redis_engine.py CONFIG_JSON``.  CONFIG_JSON holds
+``base_url``, ``api_key``, ``api_secret``, ``symbols`` (a list), ``limit``
+(requests per second on set-auto-add-margin) and ``limiter``: ``"redis"``
+(with ``redis_url``, ``account`` and optionally ``ip_scope`` and ``lease``) or ``"local"``.
+
+It sets auto-add-margin on every symbol through one session and prints one
+JSON line: ``{"ok": N, "errors": {class name: count}, "seconds": S}``.  With
+``"hold": true`` it then takes every endpoint permit of the limiter, prints
+``HOLDING``, and waits to be killed: a process that dies with its permits out.
+With ``"barrier": true`` it prints ``READY`` once its session is warm and
+waits for a line on stdin before the sweep, so that several engines start
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bybit_async import ApiResponse, BybitSession, Limiter, LocalLimiter, RateLimits, RedisLimiter
+
+PATH = "/v5/position/set-auto-add-margin"
+
+
+async def run(config: dict[str, Any]) -> None:
+    limits = RateLimits(endpoints={PATH: config["limit"]})
+    limiter: Limiter
+    redis_limiter: RedisLimiter | None = None
+    if config["limiter"] == "redis":
+        limiter = redis_limiter = RedisLimiter(
+            config["redis_url"],
+            account=config.get("account"),
+            ip_scope=config.get("ip_scope"),
+            limits=limits,
+            lease=config.get("lease"),
+        )
+    else:
+        limiter = LocalLimiter(limits)
+    try:
+        async with BybitSession(
+            config["api_key"],
+            config["api_secret"],
+            base_url=config["base_url"],
+            limiter=limiter,
+            backoff_initial=0.01,
+            backoff_max=0.05,
+        ) as session:
+            await session.warm_up()
+            if config.get("barrier"):
+                print("READY", flush=True)
+                await asyncio.to_thread(sys.stdin.readline)  # the go signal
+            started = time.perf_counter()
+            outcomes = await session.set_auto_add_margin_many(config["symbols"], True)
+            seconds = time.perf_counter() - started
+        errors: dict[str, int] = {}
+        for outcome in outcomes:
+            if not isinstance(outcome, ApiResponse):
+                errors[type(outcome).__name__] = errors.get(type(outcome).__name__, 0) + 1
+        ok = sum(isinstance(o, ApiResponse) for o in outcomes)
+        print(json.dumps({"ok": ok, "errors": errors, "seconds": seconds}), flush=True)
+        if config.get("hold"):
+            # Every endpoint permit, taken and never given back.
+            for _ in range(config["limit"]):
+                await limiter.acquire(PATH)
+            print("HOLDING", flush=True)
+            await asyncio.Event().wait()
+    finally:
+        if redis_limiter is not None:
+            await redis_limiter.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(run(json.loads(sys.argv[1])))

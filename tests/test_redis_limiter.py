@@ -1,0 +1,502 @@
+"""`RedisLimiter`: one account's rate limits shared by several processes, against a real Redis.
+
+The redis-server runs on a free loopback port for the whole session
+(`tests.redis_server`); a test that stops Redis starts its own.  The
+multi-process tests run the simulator in this process, so that its request
+log can be read, and each engine in its own process (`tests/redis_engine.py`).
+Every test uses its own account and IP scope, so that none sees another's
+permits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from bybit_async import (
+    ApiResponse,
+    BybitSession,
+    LimiterUnavailableError,
+    RateLimits,
+    RedisLimiter,
+)
+from bybit_async.redis_limiter import account_for_api_key
+from bybit_async.testing import BybitSimulator
+
+from .redis_fixtures import own_redis as own_redis
+from .redis_fixtures import redis_server as redis_server
+from .redis_server import RedisServer, free_port
+
+PATH = "/v5/position/set-auto-add-margin"
+ENGINE = Path(__file__).resolve().parent / "redis_engine.py"
+
+
+def symbols(n: int, prefix: str = "S") -> list[str]:
+    return [f"{prefix}{i:03d}USDT" for i in range(n)]
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def inspect(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A plain client of the test Redis, to look at what the limiters wrote."""
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+# -- engines in their own processes -------------------------------------------------
+
+
+async def start_engine(**config: Any) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ENGINE),
+        json.dumps(config),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+async def read_until(proc: asyncio.subprocess.Process, marker: str) -> list[str]:
+    """Lines of *proc*'s output up to the one that is *marker*."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
+        if not line:
+            assert proc.stderr is not None
+            raise AssertionError(f"engine exited before {marker}: {await proc.stderr.read()!r}")
+        if line.strip() == marker:
+            return lines
+        lines.append(line)
+
+
+async def outcome(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    return result
+
+
+async def sweep(
+    sim: BybitSimulator, processes: int, per_process: int, **config: Any
+) -> list[dict[str, Any]]:
+    """Run *processes* engines together, each on its own *per_process* symbols."""
+    engines = [
+        await start_engine(
+            base_url=sim.url,
+            api_key=sim.api_key,
+            api_secret=sim.api_secret,
+            symbols=symbols(per_process, prefix=f"P{p}X"),
+            barrier=True,
+            **config,
+        )
+        for p in range(processes)
+    ]
+    for engine in engines:  # every one warm before any starts
+        await read_until(engine, "READY")
+    for engine in engines:
+        assert engine.stdin is not None
+        engine.stdin.write(b"go\n")
+        await engine.stdin.drain()
+    return [await outcome(engine) for engine in engines]
+
+
+async def test_four_processes_on_one_account_stay_under_its_limit(
+    redis_server: RedisServer,
+) -> None:
+    # Bybit's real 10 per rolling second: 200 requests take about 20 s.  The
+    # benchmark (make bench) times the same sweep against one process alone.
+    limit = 10
+    async with BybitSimulator(endpoint_limits={PATH: limit}) as sim:
+        results = await sweep(
+            sim,
+            4,
+            50,
+            limit=limit,
+            limiter="redis",
+            redis_url=redis_server.url,
+            account=unique("main"),
+            ip_scope=unique("ip"),
+        )
+        assert [r["ok"] for r in results] == [50] * 4, results
+        assert sim.count(PATH) == 200
+        assert sim.count(ret_code=10006) == 0
+        assert sim.max_in_window(PATH, 1.0) <= limit
+
+
+async def test_four_processes_with_their_own_limiters_get_10006() -> None:
+    # The control: engines as above, each limited by itself alone.
+    limit = 10
+    async with BybitSimulator(endpoint_limits={PATH: limit}) as sim:
+        await sweep(sim, 4, 15, limit=limit, limiter="local")
+        assert sim.count(ret_code=10006) > 0
+
+
+async def test_a_killed_process_gives_its_permits_back_after_the_lease(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    limit = 20
+    account = unique("main")
+    common: dict[str, Any] = {
+        "limit": limit,
+        "limiter": "redis",
+        "redis_url": redis_server.url,
+        "account": account,
+        "ip_scope": unique("ip"),
+    }
+    async with BybitSimulator(endpoint_limits={PATH: limit}) as sim:
+        victim = await start_engine(
+            base_url=sim.url,
+            api_key=sim.api_key,
+            api_secret=sim.api_secret,
+            symbols=symbols(5, prefix="VX"),
+            hold=True,
+            lease=0.5,
+            **common,
+        )
+        await read_until(victim, "HOLDING")
+        # Every endpoint permit is out, taken by the victim, when it dies.
+        assert await inspect.zcard(f"bybit-async:acct:{account}:ep:{PATH}") == limit
+        victim.send_signal(signal.SIGKILL)
+        await victim.communicate()
+        assert victim.returncode == -signal.SIGKILL
+
+        survivors = [
+            await start_engine(
+                base_url=sim.url,
+                api_key=sim.api_key,
+                api_secret=sim.api_secret,
+                symbols=symbols(20, prefix=f"P{p}X"),
+                **common,
+            )
+            for p in range(3)
+        ]
+        results = [await outcome(engine) for engine in survivors]
+        assert [r["ok"] for r in results] == [20] * 3, results
+        assert sim.count(ret_code=10006) == 0
+        assert sim.max_in_window(PATH, 1.0) <= limit
+
+
+# -- Redis down -------------------------------------------------------------------------
+
+
+async def test_redis_stopped_mid_run_fails_closed_and_sends_nothing(
+    own_redis: RedisServer,
+) -> None:
+    async with BybitSimulator(endpoint_limits={PATH: 5}) as sim:
+        limiter = RedisLimiter(
+            own_redis.url, account=unique("main"), limits=RateLimits(endpoints={PATH: 5})
+        )
+        async with (
+            limiter,
+            BybitSession(sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter) as session,
+        ):
+            batch = asyncio.ensure_future(session.set_auto_add_margin_many(symbols(20), True))
+            await sim.wait_for_requests(6)  # the clock sync and the first window's 5
+            await asyncio.to_thread(own_redis.stop)
+            outcomes = await batch
+        sent = [o for o in outcomes if isinstance(o, ApiResponse)]
+        refused = [o for o in outcomes if isinstance(o, LimiterUnavailableError)]
+        assert len(sent) == 5
+        assert len(refused) == 15, outcomes
+        assert sim.count(PATH) == 5
+        error = refused[0]
+        assert error.method == "POST"
+        assert error.path == PATH
+        assert "unreachable" in str(error)
+        assert f"127.0.0.1:{own_redis.port}" in str(error)
+        assert not limiter.redis_ok
+
+
+async def test_redis_stopped_mid_run_falls_back_to_local_and_comes_back(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = RateLimits(endpoints={PATH: 5})
+    async with BybitSimulator(endpoint_limits={PATH: 5}) as sim:
+        limiter = RedisLimiter(
+            own_redis.url, account=unique("main"), limits=limits, fallback="local", probe_interval=0
+        )
+        async with (
+            limiter,
+            BybitSession(sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter) as session,
+        ):
+            batch = asyncio.ensure_future(session.set_auto_add_margin_many(symbols(15), True))
+            await sim.wait_for_requests(6)
+            with caplog.at_level(logging.WARNING, logger="bybit_async"):
+                await asyncio.to_thread(own_redis.stop)
+                outcomes = await batch
+            assert all(isinstance(o, ApiResponse) for o in outcomes), outcomes
+            assert sim.count(ret_code=10006) == 0
+            assert sim.max_in_window(PATH, 1.0) <= 5
+            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warnings) == 1, warnings
+            assert "unreachable" in warnings[0].getMessage()
+            assert not limiter.redis_ok
+
+            # Redis is back: the same session's next call counts in it again.
+            await asyncio.to_thread(own_redis.start)
+            await session.set_auto_add_margin("BACKUSDT", True)
+            assert limiter.redis_ok
+            assert await limiter.available(PATH) < 5
+        assert sim.count(ret_code=10006) == 0
+
+
+async def test_unreachable_redis_error_names_the_cause_not_the_password() -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with RedisLimiter(url, account="main") as limiter:
+        with pytest.raises(LimiterUnavailableError) as info:
+            await limiter.acquire(PATH)
+        assert "hunter2" not in str(info.value)
+        assert "hunter2" not in repr(limiter)
+        assert "ConnectionError" in str(info.value)
+        # Within the probe interval the next call fails at once, without asking Redis.
+        with pytest.raises(LimiterUnavailableError):
+            await limiter.acquire(PATH)
+
+
+# -- sharing ------------------------------------------------------------------------------
+
+
+async def test_two_api_keys_with_one_account_share_one_budget(redis_server: RedisServer) -> None:
+    limit = 20
+    limits = RateLimits(endpoints={PATH: limit})
+    account, ip_scope = unique("main"), unique("ip")
+    async with BybitSimulator(endpoint_limits={PATH: limit}) as sim:
+        sim.add_account("second-key", "second-secret")
+        # Two limiters, as two processes would have, one per key.
+        async with (
+            RedisLimiter(
+                redis_server.url, account=account, ip_scope=ip_scope, limits=limits
+            ) as one,
+            RedisLimiter(
+                redis_server.url, account=account, ip_scope=ip_scope, limits=limits
+            ) as two,
+            BybitSession(sim.api_key, sim.api_secret, base_url=sim.url, limiter=one) as first,
+            BybitSession("second-key", "second-secret", base_url=sim.url, limiter=two) as second,
+        ):
+            outcomes = await asyncio.gather(
+                first.set_auto_add_margin_many(symbols(20, "A"), True),
+                second.set_auto_add_margin_many(symbols(20, "B"), True),
+            )
+    assert all(isinstance(o, ApiResponse) for batch in outcomes for o in batch)
+    # The simulator limits each key by itself: only the shared budget keeps the sum at 20.
+    assert sim.max_in_window(PATH, 1.0) <= limit
+
+
+async def test_default_account_is_a_hash_of_the_key_and_the_key_never_reaches_redis(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    api_key = f"SECRETKEY{uuid.uuid4().hex}"
+    limits = RateLimits(endpoints={PATH: 3})
+    ip_scope = unique("ip")
+    async with BybitSimulator() as sim:
+        sim.add_account(api_key, "s")
+        async with RedisLimiter(redis_server.url, limits=limits, ip_scope=ip_scope) as one:
+            async with BybitSession(api_key, "s", base_url=sim.url, limiter=one) as session:
+                await session.set_auto_add_margin("BTCUSDT", True)
+            assert one.account == account_for_api_key(api_key)
+            # Another process with the same key shares its budget; another key does not.
+            async with (
+                RedisLimiter(
+                    redis_server.url, api_key=api_key, limits=limits, ip_scope=ip_scope
+                ) as same,
+                RedisLimiter(
+                    redis_server.url, api_key="other-key", limits=limits, ip_scope=ip_scope
+                ) as other,
+            ):
+                await one.flush()
+                assert await same.available(PATH) == 2
+                assert await other.available(PATH) == 3
+            with pytest.raises(ValueError, match="account="):
+                one.bind_api_key("other-key")
+    for key in await inspect.keys("*"):
+        assert api_key not in key
+        if await inspect.type(key) == "zset":
+            members = await inspect.zrange(key, 0, -1)
+        else:
+            members = [await inspect.get(key) or ""]
+        assert not any(api_key in m for m in members)
+
+
+async def test_limit_status_zero_seen_by_one_process_holds_the_endpoint_for_all(
+    redis_server: RedisServer,
+) -> None:
+    # No client-side endpoint limit: only the server's X-Bapi-Limit-Status can
+    # keep the two sessions from a 10006, and only if its hold is shared.
+    limits = RateLimits(endpoints={})
+    account, ip_scope = unique("main"), unique("ip")
+    async with (
+        BybitSimulator(endpoint_limits={PATH: 3}) as sim,
+        RedisLimiter(redis_server.url, account=account, ip_scope=ip_scope, limits=limits) as one,
+        RedisLimiter(redis_server.url, account=account, ip_scope=ip_scope, limits=limits) as two,
+        BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, limiter=one, max_retries=0
+        ) as first,
+        BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, limiter=two, max_retries=0
+        ) as second,
+    ):
+        for i, symbol in enumerate(symbols(7)):
+            await (first if i % 2 else second).set_auto_add_margin(symbol, True)
+            await one.flush()  # the hold is written in the background
+            await two.flush()
+    assert sim.count(ret_code=10006) == 0
+    assert sim.count(PATH) == 7
+
+
+# -- the permits themselves ----------------------------------------------------------------
+
+
+async def test_permits_both_levels_and_unsent_release(redis_server: RedisServer) -> None:
+    limits = RateLimits(ip_limit=5, endpoints={PATH: 3})
+    ip_scope = unique("ip")
+    async with (
+        RedisLimiter(
+            redis_server.url, account=unique("a"), ip_scope=ip_scope, limits=limits
+        ) as one,
+        RedisLimiter(
+            redis_server.url, account=unique("b"), ip_scope=ip_scope, limits=limits
+        ) as other_account,
+        RedisLimiter(
+            redis_server.url, account=unique("c"), ip_scope=unique("ip"), limits=limits
+        ) as other_ip,
+    ):
+        permits = [await one.acquire(PATH) for _ in range(3)]
+        assert await one.available(PATH) == 0
+        # Another account on the same IP: its endpoint budget is whole, the IP's is not.
+        assert await other_account.available(PATH) == 2
+        assert await other_account.available("/v5/market/time") == 2
+        assert await other_ip.available(PATH) == 3
+        for permit in permits:
+            permit.release(sent=False)
+            permit.release(sent=False)  # twice does nothing
+        await one.flush()
+        assert await one.available(PATH) == 3
+        sent = await one.acquire(PATH)
+        sent.release()
+        await one.flush()
+        # A sent permit stays out for the window after its answer.
+        assert await one.available(PATH) == 2
+
+
+async def test_a_waiting_call_is_admitted_when_a_permit_comes_back_unsent(
+    redis_server: RedisServer,
+) -> None:
+    limits = RateLimits(endpoints={PATH: 1})
+    async with RedisLimiter(
+        redis_server.url, account=unique("a"), ip_scope=unique("ip"), limits=limits
+    ) as limiter:
+        first = await limiter.acquire(PATH)
+        waiting = asyncio.ensure_future(limiter.acquire(PATH))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        first.release(sent=False)
+        second = await asyncio.wait_for(waiting, timeout=5)  # long before the lease
+        second.release(sent=False)
+
+
+async def test_a_cancelled_waiting_call_leaves_no_permit_behind(redis_server: RedisServer) -> None:
+    limits = RateLimits(endpoints={PATH: 1})
+    async with RedisLimiter(
+        redis_server.url, account=unique("a"), ip_scope=unique("ip"), limits=limits
+    ) as limiter:
+        first = await limiter.acquire(PATH)
+        waiting = asyncio.ensure_future(limiter.acquire(PATH))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        first.release(sent=False)
+        await limiter.flush()
+        assert await limiter.available(PATH) == 1
+
+
+async def test_scripts_are_loaded_again_after_a_script_flush(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    async with RedisLimiter(
+        redis_server.url, account=unique("a"), ip_scope=unique("ip")
+    ) as limiter:
+        (await limiter.acquire(PATH)).release(sent=False)
+        await limiter.flush()
+        await inspect.script_flush()
+        (await limiter.acquire(PATH)).release(sent=False)
+        await limiter.flush()
+        assert await limiter.available(PATH) == 10
+
+
+def test_import_without_redis_py_and_the_error_naming_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import bybit_async\n"
+        "try:\n"
+        "    bybit_async.RedisLimiter('redis://127.0.0.1:6379/0', account='a')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "bybit-async[redis]" in proc.stdout
+
+
+def test_a_limiter_needs_an_account_before_use() -> None:
+    async def use() -> None:
+        async with RedisLimiter("redis://127.0.0.1:1/0") as limiter:
+            await limiter.acquire(PATH)
+
+    with pytest.raises(RuntimeError, match="account"):
+        asyncio.run(use())
+
+
+async def test_command_line_shares_the_budget_through_redis_url(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    account = unique("cli")
+    async with BybitSimulator() as sim:
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
+            "BYBIT_API_KEY": sim.api_key,
+            "BYBIT_API_SECRET": sim.api_secret,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bybit_async",
+            "set-auto-add-margin",
+            "BTCUSDT",
+            "--on",
+            "--base-url",
+            sim.url,
+            "--redis-url",
+            redis_server.url,
+            "--account",
+            account,
+            "--json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+        assert json.loads(out.decode().splitlines()[0])["symbol"] == "BTCUSDT"
+    assert await inspect.exists(f"bybit-async:acct:{account}:ep:{PATH}")
