@@ -120,7 +120,7 @@ async def _sweep_round(redis_url: str, per_process: int) -> Json:
     delay = NetworkDelay(low=0.005, high=0.015)
     out: Json = {}
     for kind in ("shared", "single"):
-        async with BybitSimulator(network_delay=delay) as sim:
+        async with BybitSimulator(network_delay=delay, instruments=None) as sim:
             common = {"api_key": sim.api_key, "api_secret": sim.api_secret, "limit": LIMIT}
             if kind == "shared":
                 account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
