@@ -35,6 +35,7 @@ from .errors import (
     TransportError,
 )
 from .models import ApiResponse, PositionIdx
+from .positions import EnsureReport, EnsureRow, EnsureStatus, Position
 from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
 from .session import HOSTS, BybitSession
 from .signing import HmacSigner, RsaSigner, Signer
@@ -49,6 +50,9 @@ __all__ = [
     "BybitSession",
     "ConnectError",
     "ConnectionDroppedError",
+    "EnsureReport",
+    "EnsureRow",
+    "EnsureStatus",
     "ForbiddenError",
     "HTTPStatusError",
     "HmacSigner",
@@ -60,6 +64,7 @@ __all__ = [
     "LocalLimiter",
     "PermissionDeniedError",
     "Permit",
+    "Position",
     "PositionError",
     "PositionIdx",
     "RateLimitError",
