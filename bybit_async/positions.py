@@ -259,6 +259,8 @@ class EnsureRow:
     ret_code: int | None = None
     #: The exception of a failed read or write (or of a skip Bybit answered).
     error: Exception | None = field(default=None, compare=False)
+    #: Attempts the write took, retries included; None if nothing was written.
+    attempts: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -275,8 +277,10 @@ class EnsureRow:
             "auto_add_margin": None if self.position is None else self.position.auto_add_margin,
             "size": None if self.position is None else str(self.position.size),
             "trade_mode": None if self.position is None else self.position.trade_mode,
+            "ok": self.ok,
             "written": self.written,
             "ret_code": self.ret_code,
+            "attempts": self.attempts,
             "error": None if self.error is None else type(self.error).__name__,
         }
 
@@ -504,24 +508,23 @@ async def _write(client: _Client, row: EnsureRow, flag: bool) -> EnsureRow:
         resp = await client.set_auto_add_margin(row.symbol, flag, position_idx=row.position_idx)
     except Exception as error:
         code = error.ret_code if isinstance(error, BybitAPIError) else None
+        attempts = getattr(error, "attempts", None)
+        row = replace(
+            row,
+            written=True,
+            ret_code=code,
+            error=error,
+            attempts=attempts if isinstance(attempts, int) else None,
+        )
         if isinstance(error, PositionError) and code in _NOT_APPLICABLE:
             reason = f"{_NOT_APPLICABLE[code]} (Bybit: {error.ret_msg or code})"
-            return replace(
-                row, status="skipped", reason=reason, written=True, ret_code=code, error=error
-            )
-        return replace(
-            row, status="failed", reason=_text(error), written=True, ret_code=code, error=error
-        )
+            return replace(row, status="skipped", reason=reason)
+        return replace(row, status="failed", reason=_text(error))
+    row = replace(row, written=True, ret_code=resp.ret_code, attempts=resp.attempts)
     if resp.modified:
-        return replace(
-            row, status="changed", reason=f"turned {word}", written=True, ret_code=resp.ret_code
-        )
+        return replace(row, status="changed", reason=f"turned {word}")
     return replace(
-        row,
-        status="unchanged",
-        reason=f"already {word} (Bybit: {resp.ret_msg or 'not modified'})",
-        written=True,
-        ret_code=resp.ret_code,
+        row, status="unchanged", reason=f"already {word} (Bybit: {resp.ret_msg or 'not modified'})"
     )
 
 
