@@ -728,7 +728,12 @@ def _demo(args: argparse.Namespace) -> int:
 ENSURE = "ensure-auto-add-margin"
 _SYMBOL_COMMANDS = ("set-auto-add-margin", ENSURE)
 
+# The credentials part of set-auto-add-margin's help, which applies here too.
+_CREDENTIALS_HELP = _KEY_FILE_HELP.split("\noutput:", 1)[0]
+
 _ENSURE_HELP = f"""\
+{_CREDENTIALS_HELP}
+
 what it does:
   Reads the position list first (pages of 200 by settle coin for the open
   positions, then one read per named symbol with no open position), prints the
@@ -753,7 +758,9 @@ output:
   planned, cancelled), reason, auto_add_margin (as read), size, trade_mode, ok,
   written, ret_code, attempts and error.  The plan line goes to stderr.
 
-  Credentials and Ctrl-C work as for set-auto-add-margin (see its --help).
+  Ctrl-C cancels the writes in flight, closes the session and reports the
+  positions already settled; the rest are reported as cancelled.  A cancelled
+  request may or may not have reached Bybit.
 
 exit status:
   {EXIT_OK} every position was set or already had the value, or is skipped (skipped

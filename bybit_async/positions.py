@@ -45,10 +45,7 @@ PAGE_SIZE: Final = 200
 DEFAULT_SETTLE_COIN: Final = "USDT"
 
 # retCodes of set-auto-add-margin that say the position cannot have the flag at all.
-_NOT_APPLICABLE: Final = {
-    110076: "cross margin: only isolated-margin positions have auto-add-margin",
-    110077: "portfolio margin: the account cannot have auto-add-margin",
-}
+_NOT_APPLICABLE: Final = {110076: "cross margin", 110077: "portfolio margin"}
 
 # The same pattern as the session's check of set-auto-add-margin's symbol.
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
