@@ -18,11 +18,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks-throughput.png"
 
-SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers")
+SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers", "desired")
 
 
 def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     # Imported here so that --chart-only needs neither aiohttp sessions nor the simulator.
+    from .desired import measure_desired
     from .micro import measure_prepare, measure_rsa_signing, measure_signing
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
@@ -36,6 +37,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "soak": ("soak", measure_soak),
         "ratelimit": ("rate_limited", measure_rate_limited),
         "peers": ("peers", measure_peers),
+        "desired": ("desired", measure_desired),
     }
 
 
