@@ -645,18 +645,23 @@ def render_tables(results: Json, heading: str = "##") -> str:
         parts += [f"{heading} 5. Other clients, same call, same simulator", peers_table(peers)]
     desired = results.get("desired")
     if desired:
+        delay = desired["sweep_delay"]
         parts += [
             f"{heading} 6. Desired state: read first, write what differs",
             f"{desired['positions']} open isolated positions, {desired['changing']} of them with "
             "auto-add-margin off, in an in-process simulator at Bybit's real limits "
             f"({desired['limit']} writes and {desired['read_limit']} position-list reads per "
-            "rolling second, 600 per 5 s per IP) with the network delay of section 4.  Each "
-            "round starts a fresh simulator and a fresh session, warmed up untimed.  "
+            "rolling second, 600 per 5 s per IP), delaying every request and answer by "
+            f"{delay['low'] * 1e3:.0f}-{delay['high'] * 1e3:.0f} ms each way (with a "
+            f"{delay['spike'] * 1e3:.0f} ms spike {delay['spike_probability']:.0%} of the "
+            "time).  Each round starts a fresh simulator and a fresh session, warmed up "
+            "untimed.  "
             "`ensure_auto_add_margin(None, True)` reads the list and writes the positions that "
             "differ; *write all* is `set_auto_add_margin_many` over every symbol.  The minimum "
             "for N requests at L per rolling window W is (ceil(N/L) - 1) x W plus one round "
             f"trip ({desired['nominal_rtt_s'] * 1e3:.0f} ms here); ensure's is its read's plus "
-            "its writes'.",
+            "its writes'.  Ensure ends with the slowest of its concurrent writes, so one delay "
+            "spike among them shows in its round's wall time.",
             desired_table(desired),
         ]
     return "\n\n".join(parts) + "\n"
