@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 import orjson
 
@@ -433,7 +433,8 @@ async def plan_auto_add_margin(
     need a write have the status ``"planned"``.
     """
     # Validated before any request, with the write's own check, so a bad
-    # symbol fails the call instead of a row.
+    # symbol fails the call instead of a row.  Imported here: session.py
+    # imports this module.
     from .session import auto_add_margin_params
 
     if isinstance(symbols, str):
@@ -458,9 +459,14 @@ async def plan_auto_add_margin(
     # An empty list of symbols needs no read at all.
     if names is None or names:
         pages = await asyncio.gather(
-            *(_read_pages(client, position_list_params(settle_coin=coin)) for coin in coins)
+            *(_read_pages(client, position_list_params(settle_coin=coin)) for coin in coins),
+            return_exceptions=True,
         )
-        for positions, n in pages:
+        # Raised only once every coin's read has ended, so that none is left running.
+        for page in pages:
+            if isinstance(page, BaseException):
+                raise page
+        for positions, n in cast("list[tuple[list[Position], int]]", pages):
             reads += n
             for position in positions:
                 found.setdefault(position.symbol, {})[position.position_idx] = position

@@ -344,3 +344,14 @@ async def test_the_session_method_and_a_closed_session(make_session: MakeSession
     await session.close()
     with pytest.raises(RuntimeError, match="closed"):
         await session.ensure_auto_add_margin(["BTCUSDT"], True)
+
+
+async def test_a_failed_settle_coin_read_raises_and_writes_nothing(
+    sim: BybitSimulator, make_session: MakeSession
+) -> None:
+    open_positions(sim, 3, 0)
+    sim.inject(Fault.ret_code(10005), path=LIST)
+    with pytest.raises(PermissionDeniedError):
+        await make_session().ensure_auto_add_margin(None, True, settle_coin=["USDT", "USDC"])
+    assert sim.count(LIST) == 2
+    assert sim.count(WRITE) == 0
