@@ -5,7 +5,9 @@
 every symbol concurrently through one `BybitSession`, so
 the session's limiter keeps the whole batch under Bybit's rate limits.  It
 prints a table (with a progress bar on a terminal), or one JSON object per
-symbol with ``--json``.
+symbol with ``--json``.  ``bybit-async ensure-auto-add-margin [SYMBOL ...]
+--on|--off`` reads the position list first and writes only the positions
+whose flag differs (see `bybit_async.positions`).
 
 The table needs ``rich`` from the ``cli`` extra, imported only here and only
 when a table is printed; ``--json`` and ``import bybit_async`` never need it.
