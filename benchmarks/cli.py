@@ -18,11 +18,22 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks-throughput.png"
 
-SECTIONS = ("signing", "rsa", "prepare", "throughput", "soak", "ratelimit", "peers", "redis")
+SECTIONS = (
+    "signing",
+    "rsa",
+    "prepare",
+    "throughput",
+    "soak",
+    "ratelimit",
+    "peers",
+    "redis",
+    "desired",
+)
 
 
 def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     # Imported here so that --chart-only needs neither aiohttp sessions nor the simulator.
+    from .desired import measure_desired
     from .micro import measure_prepare, measure_rsa_signing, measure_signing
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
@@ -38,6 +49,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "ratelimit": ("rate_limited", measure_rate_limited),
         "peers": ("peers", measure_peers),
         "redis": ("redis_limiter", measure_redis_limiter),
+        "desired": ("desired", measure_desired),
     }
 
 

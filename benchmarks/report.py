@@ -20,6 +20,7 @@ TARGET_SWEEP_200_S = 20.5
 TARGET_SECOND_CALL_MS = 2.0
 TARGET_BURST_SPREAD_MS = 20.0
 TARGET_WARM_RTTS = 1.5
+TARGET_DESIRED_SPEEDUP = 10.0
 PERMITS = "permits"
 BUCKET = "token bucket (0.1)"
 
@@ -241,7 +242,39 @@ def evaluate_targets(results: Json) -> list[Json]:
 
         for target in redis_targets(results["redis_limiter"]):
             add(*target)
+    desired = results.get("desired")
+    if desired:
+        targets += desired_targets(desired)
     return targets
+
+
+def desired_targets(desired: Json) -> list[Json]:
+    """Section 6's targets: ensure against writing every symbol."""
+    ensure, write_all = desired["ensure"], desired["write_all"]
+    n, changing = desired["positions"], desired["changing"]
+    speedup = desired["speedup"]
+    wall = ensure["wall_s"]["median"]
+    exact = ensure["writes"] == changing and ensure["changed"] == changing
+    clean = ensure["answers_10006"] == 0 and ensure["failures"] == 0 and ensure["all_on"]
+    return [
+        {
+            "target": f"Desired state, {n} positions with {changing} to change: ensure vs "
+            "writing all",
+            "measured": f"{speedup:.0f}x faster ({wall:.3f} s vs "
+            f"{write_all['wall_s']['median']:.2f} s)",
+            "goal": f">= {TARGET_DESIRED_SPEEDUP:.0f}x",
+            "pass": speedup >= TARGET_DESIRED_SPEEDUP,
+            "value": speedup,
+        },
+        {
+            "target": "Desired state: writes sent, 10006 answers, failures",
+            "measured": f"{ensure['writes']} writes, {ensure['reads']} read(s), "
+            f"{ensure['answers_10006']} x 10006, {ensure['failures']} failed",
+            "goal": f"{changing} writes, 0, 0",
+            "pass": exact and clean,
+            "value": ensure["writes"],
+        },
+    ]
 
 
 # -- tables -------------------------------------------------------------------------
@@ -498,6 +531,42 @@ def ratelimit_table(limited: Json) -> str:
     return "\n\n".join(parts)
 
 
+def desired_table(desired: Json) -> str:
+    """Section 6: ensure_auto_add_margin against set_auto_add_margin_many over every symbol."""
+    rows = []
+    for key, label in (("ensure", "`ensure_auto_add_margin`"), ("write_all", "write all")):
+        r = desired[key]
+        rows.append(
+            [
+                label,
+                str(r["reads"]),
+                str(r["writes"]),
+                _num(r["minimum_s"], 3),
+                _range(r["wall_s"], 3),
+                _num(r["wall_s"]["median"] / r["minimum_s"], 2) + "x",
+                str(r["answers_10006"]),
+                str(r["failures"]),
+                str(r["rounds"]),
+            ]
+        )
+    table = _table(
+        [
+            "Way",
+            "Reads",
+            "Writes",
+            "Minimum s",
+            "Wall s",
+            "÷ minimum",
+            "10006",
+            "Failures",
+            "Rounds",
+        ],
+        rows,
+        "l",
+    )
+    return f"{table}\n\nWriting all ÷ ensure: **{desired['speedup']:.0f}x**."
+
+
 def peers_table(peers: Json) -> str:
     """Section 5."""
     rows = []
@@ -624,6 +693,27 @@ def render_tables(results: Json, heading: str = "##") -> str:
         from .redis_limiter import render_redis_limiter
 
         parts += render_redis_limiter(results["redis_limiter"], heading)
+    desired = results.get("desired")
+    if desired:
+        delay = desired["sweep_delay"]
+        parts += [
+            f"{heading} 7. Desired state: read first, write what differs",
+            f"{desired['positions']} open isolated positions, {desired['changing']} of them with "
+            "auto-add-margin off, in an in-process simulator at Bybit's real limits "
+            f"({desired['limit']} writes and {desired['read_limit']} position-list reads per "
+            "rolling second, 600 per 5 s per IP), delaying every request and answer by "
+            f"{delay['low'] * 1e3:.0f}-{delay['high'] * 1e3:.0f} ms each way (with a "
+            f"{delay['spike'] * 1e3:.0f} ms spike {delay['spike_probability']:.0%} of the "
+            "time).  Each round starts a fresh simulator and a fresh session, warmed up "
+            "untimed.  "
+            "`ensure_auto_add_margin(None, True)` reads the list and writes the positions that "
+            "differ; *write all* is `set_auto_add_margin_many` over every symbol.  The minimum "
+            "for N requests at L per rolling window W is (ceil(N/L) - 1) x W plus one round "
+            f"trip ({desired['nominal_rtt_s'] * 1e3:.0f} ms here); ensure's is its read's plus "
+            "its writes'.  Ensure ends with the slowest of its concurrent writes, so one delay "
+            "spike among them shows in its round's wall time.",
+            desired_table(desired),
+        ]
     return "\n\n".join(parts) + "\n"
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         TransportError,
     )
     from .models import ApiResponse, PositionIdx
+    from .positions import EnsureReport, EnsureRow, EnsureStatus, Position
     from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
     from .redis_limiter import RedisLimiter
     from .session import HOSTS, BybitSession
@@ -71,6 +72,10 @@ _LAZY = {
     "TransportError": "errors",
     "ApiResponse": "models",
     "PositionIdx": "models",
+    "EnsureReport": "positions",
+    "EnsureRow": "positions",
+    "EnsureStatus": "positions",
+    "Position": "positions",
     "ENDPOINT_LIMITS": "ratelimit",
     "Limiter": "ratelimit",
     "LocalLimiter": "ratelimit",
@@ -94,6 +99,9 @@ __all__ = [
     "BybitSession",
     "ConnectError",
     "ConnectionDroppedError",
+    "EnsureReport",
+    "EnsureRow",
+    "EnsureStatus",
     "ForbiddenError",
     "HTTPStatusError",
     "HmacSigner",
@@ -105,6 +113,7 @@ __all__ = [
     "LocalLimiter",
     "PermissionDeniedError",
     "Permit",
+    "Position",
     "PositionError",
     "PositionIdx",
     "RateLimitError",

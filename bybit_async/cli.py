@@ -5,7 +5,9 @@
 every symbol concurrently through one `BybitSession`, so
 the session's limiter keeps the whole batch under Bybit's rate limits.  It
 prints a table (with a progress bar on a terminal), or one JSON object per
-symbol with ``--json``.
+symbol with ``--json``.  ``bybit-async ensure-auto-add-margin [SYMBOL ...]
+--on|--off`` reads the position list first and writes only the positions
+whose flag differs (see `bybit_async.positions`).
 
 The table needs ``rich`` from the ``cli`` extra, imported only here and only
 when a table is printed; ``--json`` and ``import bybit_async`` never need it.
@@ -25,7 +27,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
@@ -35,6 +37,13 @@ from ._version import __version__
 from .clock import ServerClock
 from .errors import BybitAPIError, BybitError, TransportError
 from .models import ApiResponse
+from .positions import (
+    EnsureReport,
+    EnsureRow,
+    apply_plan,
+    plan_auto_add_margin,
+    position_list_params,
+)
 from .ratelimit import ENDPOINT_LIMITS, RateLimits
 from .redis_limiter import RedisLimiter
 from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
@@ -142,9 +151,12 @@ class Outcome:
 
     :ivar symbol: the symbol, such as ``BTCUSDT``.
     :ivar status: ``"set"`` (changed), ``"unchanged"`` (already had the value),
-        ``"failed"`` or ``"cancelled"``.
+        ``"failed"`` or ``"cancelled"``; for ensure-auto-add-margin also
+        ``"skipped"`` (the position cannot have the flag) or ``"planned"`` (a
+        dry run would write it).
     :ivar label: how the table shows *status*: ``set``, ``already on``,
-        ``already off``, ``failed`` or ``cancelled``.
+        ``already off``, ``to turn on``, ``to turn off``, ``skipped``,
+        ``failed`` or ``cancelled``.
     :ivar ret_code: Bybit's retCode, or None when no envelope came back.
     :ivar message: Bybit's retMsg, or the error's message.
     :ivar attempts: attempts made, retries included; 0 when nothing was sent,
@@ -153,12 +165,17 @@ class Outcome:
     """
 
     symbol: str
-    status: Literal["set", "unchanged", "failed", "cancelled"]
+    status: Literal["set", "unchanged", "failed", "cancelled", "skipped", "planned"]
     label: str
     ret_code: int | None
     message: str
     attempts: int | None
     error: str | None
+
+    @property
+    def key(self) -> str:
+        """The table's first cell: the symbol."""
+        return self.symbol
 
     @property
     def ok(self) -> bool:
@@ -278,22 +295,41 @@ class _JsonReporter:
         if self._show == "summary":
             counts = _counts(outcomes)
             record: dict[str, Any] = {"symbols": len(outcomes), "elapsed_s": round(elapsed, 3)}
-            record.update((label.replace(" ", "_"), counts.get(label, 0)) for label in _LABELS)
+            # Every command's own outcomes always, with 0s; the others when they occur.
+            record.update(
+                (label.replace(" ", "_"), counts.get(label, 0))
+                for label in _LABELS
+                if label in _ALWAYS_COUNTED or label in counts
+            )
             self._write(record)
 
 
-_STYLES = {"set": "green", "unchanged": "cyan", "failed": "bold red", "cancelled": "yellow"}
+_STYLES = {
+    "set": "green",
+    "unchanged": "cyan",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "skipped": "magenta",
+    "planned": "blue",
+}
 
 
 class _TableReporter:
     """A progress bar while running (on a terminal), then a table in input order."""
 
     def __init__(
-        self, console: Console, *, title: str, progress: bool, show: _Show = "all"
+        self,
+        console: Console,
+        *,
+        title: str,
+        progress: bool,
+        show: _Show = "all",
+        noun: str = "symbol",
     ) -> None:
         self._console = console
         self._title = title
         self._show = show
+        self._noun = noun
         self._want_progress = progress
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -302,7 +338,7 @@ class _TableReporter:
     def started(self, total: int) -> None:
         from rich.text import Text
 
-        self._console.print(Text(f"{self._title}: {_plural(total, 'symbol')}"))
+        self._console.print(Text(f"{self._title}: {_plural(total, self._noun)}"))
         if not self._want_progress:
             return
         from rich.progress import (
@@ -329,7 +365,7 @@ class _TableReporter:
     def done(self, outcome: Outcome) -> None:
         if self._progress is None or self._task is None:
             return
-        if not outcome.ok:
+        if outcome.status == "failed":
             self._failed += 1
         self._progress.update(self._task, advance=1, failed=self._failed)
 
@@ -358,7 +394,7 @@ class _TableReporter:
                 note = notes.get(o.message) if o.status == "failed" else None
                 # Text, not str: Bybit's messages contain [brackets] that rich would read as markup.
                 table.add_row(
-                    Text(o.symbol),
+                    Text(o.key),
                     Text(o.label, style=_STYLES[o.status]),
                     Text("-" if o.ret_code is None else str(o.ret_code)),
                     Text(o.message if note is None else f"see ({note}) below"),
@@ -367,8 +403,10 @@ class _TableReporter:
             self._console.print(table)
         counts = _failure_messages(listed)
         for message, number in notes.items():
-            self._console.print(Text(f"({number}) {_plural(counts[message], 'symbol')}: {message}"))
-        self._console.print(Text(_summary(outcomes, elapsed)))
+            self._console.print(
+                Text(f"({number}) {_plural(counts[message], self._noun)}: {message}")
+            )
+        self._console.print(Text(_summary(outcomes, elapsed, self._noun)))
 
 
 def _failure_messages(outcomes: list[Outcome]) -> dict[str, int]:
@@ -379,7 +417,18 @@ def _failure_messages(outcomes: list[Outcome]) -> dict[str, int]:
     return counts
 
 
-_LABELS = ("set", "already on", "already off", "failed", "cancelled")
+# The outcomes every summary counts, and the order of all of them.
+_ALWAYS_COUNTED = ("set", "already on", "already off", "failed", "cancelled")
+_LABELS = (
+    "set",
+    "to turn on",
+    "to turn off",
+    "already on",
+    "already off",
+    "skipped",
+    "failed",
+    "cancelled",
+)
 
 
 def _counts(outcomes: list[Outcome]) -> dict[str, int]:
@@ -389,10 +438,10 @@ def _counts(outcomes: list[Outcome]) -> dict[str, int]:
     return counts
 
 
-def _summary(outcomes: list[Outcome], elapsed: float) -> str:
+def _summary(outcomes: list[Outcome], elapsed: float, noun: str = "symbol") -> str:
     counts = _counts(outcomes)
     parts = [f"{counts[label]} {label}" for label in _LABELS if label in counts]
-    return f"{_plural(len(outcomes), 'symbol')} in {elapsed:.2f} s: {', '.join(parts)}"
+    return f"{_plural(len(outcomes), noun)} in {elapsed:.2f} s: {', '.join(parts)}"
 
 
 def _plural(n: int, noun: str) -> str:
@@ -486,17 +535,18 @@ def read_symbols_file(path: str) -> list[tuple[str, str]]:
     return symbols
 
 
-def _collect_symbols(args: argparse.Namespace) -> list[str]:
+def _collect_symbols(args: argparse.Namespace, *, required: bool = True) -> list[str]:
     """Symbols from the arguments, then the files; duplicates dropped; all validated."""
     sources = [(symbol, "") for symbol in args.symbols]
     for path in args.symbols_file or ():
         sources += read_symbols_file(path)
-    if not sources:
+    if not sources and required:
         raise UsageError("no symbols: name them as arguments or with --symbols-file")
+    position_idx = getattr(args, "position_idx", None)
     problems = []
     for symbol, origin in sources:
         try:
-            auto_add_margin_params(symbol, args.flag, position_idx=args.position_idx)
+            auto_add_margin_params(symbol, args.flag, position_idx=position_idx)
         except (TypeError, ValueError) as exc:
             problems.append(f"{origin}: {exc}" if origin else str(exc))
     if problems:
@@ -674,41 +724,12 @@ async def _run_set(
     api_secret: str,
     reporter: _Reporter,
 ) -> int:
-    limits = RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
     redact = _redactor(api_secret)
     clock = ServerClock()
-    limiter: RedisLimiter | None = None
-    if args.redis_url is not None:
-        try:
-            limiter = RedisLimiter(
-                args.redis_url, account=args.account, limits=limits, lease=args.timeout
-            )
-        except (TypeError, ValueError, ImportError) as exc:
-            raise UsageError(redact(str(exc))) from None
-    elif args.account is not None:
-        raise UsageError("--account names the budget shared through --redis-url: give both")
-
-    def make_session(**options: Any) -> BybitSession:
-        try:
-            return BybitSession(
-                api_key,
-                api_secret,
-                base_url=args.base_url,
-                testnet=args.testnet,
-                demo=args.demo,
-                recv_window=args.recv_window,
-                timeout=args.timeout,
-                rate_limits=limits,
-                clock=clock,
-                **options,
-            )
-        except (TypeError, ValueError, ImportError) as exc:
-            # These name the problem, not the secret; redact() in case that changes.
-            raise UsageError(redact(str(exc))) from None
-
-    session = make_session(limiter=limiter)
+    limiter = _limiter_for(args, redact)
+    session = _session_for(args, api_key, api_secret, redact, clock=clock, limiter=limiter)
     # One attempt, no retries: it only finds out whether the host answers at all.
-    probe = make_session(max_retries=0)
+    probe = _session_for(args, api_key, api_secret, redact, clock=clock, max_retries=0)
     batch = _Batch(session, symbols, args.flag, args.position_idx, reporter.done, redact)
     started = time.perf_counter()
     reporter.started(len(symbols))
@@ -734,18 +755,67 @@ async def _run_set(
     reporter.finished(outcomes, elapsed)
     if unreachable is not None:
         print(f"{PROG}: {unreachable}; nothing was sent", file=sys.stderr, flush=True)
-    if batch.interrupted_by is not None:
+    return _exit_for(outcomes, batch.interrupted_by)
+
+
+def _limiter_for(args: argparse.Namespace, redact: Callable[[str], str]) -> RedisLimiter | None:
+    """The shared limiter of ``--redis-url``, if given; a bad option is a `UsageError`."""
+    if args.redis_url is None:
+        if args.account is not None:
+            raise UsageError("--account names the budget shared through --redis-url: give both")
+        return None
+    try:
+        return RedisLimiter(
+            args.redis_url, account=args.account, limits=_limits(args), lease=args.timeout
+        )
+    except (TypeError, ValueError, ImportError) as exc:
+        raise UsageError(redact(str(exc))) from None
+
+
+def _limits(args: argparse.Namespace) -> RateLimits:
+    return RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
+
+
+def _session_for(
+    args: argparse.Namespace,
+    api_key: str,
+    api_secret: str,
+    redact: Callable[[str], str],
+    **options: Any,
+) -> BybitSession:
+    """The session the command's options describe; a bad option is a `UsageError`."""
+    try:
+        return BybitSession(
+            api_key,
+            api_secret,
+            base_url=args.base_url,
+            testnet=args.testnet,
+            demo=args.demo,
+            recv_window=args.recv_window,
+            timeout=args.timeout,
+            rate_limits=_limits(args),
+            **options,
+        )
+    except (TypeError, ValueError, ImportError) as exc:
+        # These name the problem, not the secret; redact() in case that changes.
+        raise UsageError(redact(str(exc))) from None
+
+
+def _exit_for(outcomes: list[Outcome], interrupted_by: int | None, noun: str = "symbol") -> int:
+    """The exit status for *outcomes*; after a signal, says on stderr how far it got."""
+    if interrupted_by is not None:
         cancelled = sum(1 for o in outcomes if o.status == "cancelled")
         done = len(outcomes) - cancelled
-        how = "terminated (SIGTERM)" if batch.interrupted_by == signal.SIGTERM else "interrupted"
+        how = "terminated (SIGTERM)" if interrupted_by == signal.SIGTERM else "interrupted"
         print(
-            f"{PROG}: {how}: {done} of {_plural(len(outcomes), 'symbol')} done, "
+            f"{PROG}: {how}: {done} of {_plural(len(outcomes), noun)} done, "
             f"{cancelled} cancelled (a cancelled request may still have reached Bybit)",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_TERMINATED if batch.interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
-    return EXIT_FAILED if any(not o.ok for o in outcomes) else EXIT_OK
+        return EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
+    # Skipped positions cannot have the flag: reported, but not a failure.
+    return EXIT_FAILED if any(o.status in ("failed", "cancelled") for o in outcomes) else EXIT_OK
 
 
 # OpenSSL's reasons when the other side answers a TLS handshake in plain text.
@@ -780,21 +850,31 @@ def _rich_console() -> Console | None:
     return Console(highlight=False)
 
 
-def _set_auto_add_margin(args: argparse.Namespace) -> int:
-    json_reporter: _JsonReporter | None = None
-    console: Console | None = None
+def _open_output(args: argparse.Namespace) -> tuple[_JsonReporter | None, Console | None]:
+    """--json's reporter, or the console for a table; neither when rich is missing."""
     if args.json:
-        json_reporter = _JsonReporter(sys.stdout, args.show)
-    else:
-        # Checked first, so a missing extra costs nothing but this one line.
-        console = _rich_console()
-        if console is None:
-            print(RICH_MISSING, file=sys.stderr)
-            return EXIT_USAGE
+        return _JsonReporter(sys.stdout, getattr(args, "show", "all")), None
+    return None, _rich_console()
+
+
+def _inputs(
+    args: argparse.Namespace, *, symbols_required: bool = True
+) -> tuple[list[str], str, str]:
+    """The symbols, API key and secret the command's options name."""
     if args.key_file == "-" and "-" in (args.symbols_file or ()):
         raise UsageError("--key-file and --symbols-file cannot both read stdin")
-    symbols = _collect_symbols(args)
+    symbols = _collect_symbols(args, required=symbols_required)
     api_key, api_secret = load_credentials(args.key_file, os.environ)
+    return symbols, api_key, api_secret
+
+
+def _set_auto_add_margin(args: argparse.Namespace) -> int:
+    # Checked first, so a missing extra costs nothing but this one line.
+    json_reporter, console = _open_output(args)
+    if json_reporter is None and console is None:
+        print(RICH_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    symbols, api_key, api_secret = _inputs(args)
     reporter: _Reporter
     if console is not None:
         title = f"auto-add-margin {'on' if args.flag else 'off'} at {_host(args)}"
@@ -822,6 +902,299 @@ def _demo(args: argparse.Namespace) -> int:
     failed = asyncio.run(run_demo(functools.partial(print, flush=True)))
     # The demo's refusals are planted; it succeeds when the rest went through.
     return EXIT_OK if failed <= 2 else EXIT_FAILED
+
+
+# -- ensure-auto-add-margin ----------------------------------------------------------
+
+ENSURE = "ensure-auto-add-margin"
+_SYMBOL_COMMANDS = ("set-auto-add-margin", ENSURE)
+
+# The credentials part of set-auto-add-margin's help, which applies here too.
+_CREDENTIALS_HELP = _KEY_FILE_HELP.split("\noutput:", 1)[0]
+
+_ENSURE_HELP = f"""\
+{_CREDENTIALS_HELP}
+
+what it does:
+  Reads the position list first (pages of 200 by settle coin for the open
+  positions, then one read per named symbol with no open position), prints the
+  plan, and sends set-auto-add-margin only to the positions whose flag differs.
+  Without symbols it covers every open position of the settle coin(s).  In hedge
+  mode each side is its own row.  --dry-run stops after the plan.
+
+  A position Bybit refuses the flag (cross or portfolio margin: retCode 110076
+  or 110077) is "skipped".  In a unified account the position list does not say
+  which positions are cross margin, so such a write is sent and Bybit's refusal
+  reported; with --classic (a classic account, where tradeMode says so) they are
+  skipped without a write.
+
+output:
+  The plan line, then a table of symbol, outcome (set, already on/off, skipped,
+  failed, cancelled; with --dry-run "to turn on/off"), retCode, message and
+  attempts; hedge-mode sides show as SYMBOL (buy) and SYMBOL (sell).  A progress
+  bar runs while the writes do if stdout is a terminal.  The table needs rich.
+
+  --json prints one JSON object per position on its own line as each is
+  settled: symbol, position_idx, status (unchanged, changed, skipped, failed,
+  planned, cancelled), reason, auto_add_margin (as read), size, trade_mode, ok,
+  written, ret_code, attempts and error.  The plan line goes to stderr.
+
+  Ctrl-C cancels the writes in flight, closes the session and reports the
+  positions already settled; the rest are reported as cancelled.  A cancelled
+  request may or may not have reached Bybit.
+
+exit status:
+  {EXIT_OK} every position was set or already had the value, or is skipped (skipped
+  alone is not a failure), {EXIT_FAILED} some read or write failed, {EXIT_USAGE} usage
+  error (nothing was sent), {EXIT_INTERRUPTED} interrupted.
+
+examples:
+  export {KEY_ENV}=... {SECRET_ENV}=...
+  {PROG} {ENSURE} --on --testnet --dry-run
+  {PROG} {ENSURE} BTCUSDT ETHUSDT --on --json | jq 'select(.written)'
+  {PROG} {ENSURE} --off --settle-coin USDT --settle-coin USDC
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _EnsureOutcome(Outcome):
+    """An `Outcome` for one position of ensure-auto-add-margin, with its report row."""
+
+    row: EnsureRow
+
+    @property
+    def key(self) -> str:
+        """The symbol, with the side in hedge mode."""
+        side = {1: " (buy)", 2: " (sell)"}.get(int(self.row.position_idx or 0), "")
+        return self.symbol + side
+
+    def as_json(self) -> dict[str, Any]:
+        """The row's JSON object, with this outcome's status and message."""
+        status = "cancelled" if self.status == "cancelled" else self.row.status
+        return {
+            **self.row.as_json(),
+            "status": status,
+            "reason": self.message,
+            "ok": self.row.ok and status != "cancelled",
+        }
+
+
+_ENSURE_STATUSES: Mapping[str, Literal["set", "unchanged", "failed", "skipped", "planned"]] = {
+    "changed": "set",
+    "unchanged": "unchanged",
+    "failed": "failed",
+    "skipped": "skipped",
+    "planned": "planned",
+}
+
+
+def _ensure_outcome(
+    row: EnsureRow, flag: bool, redact: Callable[[str], str], *, cancelled: bool = False
+) -> _EnsureOutcome:
+    word = "on" if flag else "off"
+    if cancelled:
+        return _EnsureOutcome(
+            row.symbol, "cancelled", "cancelled", None, "cancelled", None, "CancelledError", row
+        )
+    status = _ENSURE_STATUSES[row.status]
+    label = {
+        "set": "set",
+        "unchanged": f"already {word}",
+        "planned": f"to turn {word}",
+    }.get(status, status)
+    error = None if row.error is None else type(row.error).__name__
+    return _EnsureOutcome(
+        row.symbol, status, label, row.ret_code, redact(row.reason), row.attempts, error, row
+    )
+
+
+def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
+    word = "on" if plan.auto_add_margin else "off"
+    counts = [
+        (plan.planned, f"to turn {word}"),
+        (plan.unchanged, f"already {word}"),
+        (plan.skipped, "skipped"),
+        (plan.failed, "failed"),
+    ]
+    where = ", ".join(coins or ["USDT"])
+    parts = ", ".join(f"{n} {what}" for n, what in counts if n) or "nothing to do"
+    return (
+        f"plan: {_plural(len(plan.rows), 'position')} ({where}; "
+        f"{_plural(plan.reads, 'read')}): {parts}"
+    )
+
+
+async def _run_ensure(
+    args: argparse.Namespace,
+    symbols: list[str],
+    api_key: str,
+    api_secret: str,
+    json_reporter: _JsonReporter | None,
+    console: Console | None,
+) -> int:
+    redact = _redactor(api_secret)
+    session = _session_for(args, api_key, api_secret, redact)
+    flag: bool = args.flag
+    phase: asyncio.Future[EnsureReport] | None = None
+    interrupted_by: int | None = None
+    settled: dict[tuple[str, int | None], Outcome] = {}
+    reporter: _Reporter | None = None
+
+    def interrupt(signum: int) -> None:
+        nonlocal interrupted_by
+        if interrupted_by is None:
+            interrupted_by = signum
+        if phase is not None:
+            phase.cancel()
+
+    def note(text: str) -> None:
+        if console is not None:
+            from rich.text import Text
+
+            console.print(Text(text))
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def done(row: EnsureRow) -> None:
+        outcome = _ensure_outcome(row, flag, redact)
+        settled[row.symbol, row.position_idx] = outcome
+        if reporter is not None:
+            reporter.done(outcome)
+
+    async def run(step: Awaitable[EnsureReport]) -> EnsureReport | None:
+        nonlocal phase
+        phase = asyncio.ensure_future(step)
+        try:
+            return await phase
+        except asyncio.CancelledError:
+            if interrupted_by is None:
+                raise
+            return None
+
+    started = time.perf_counter()
+    plan: EnsureReport | None = None
+    try:
+        # The signals are ours until the session is closed, as in set-auto-add-margin.
+        with _on_signals(asyncio.get_running_loop(), interrupt):
+            async with session:
+                try:
+                    plan = await run(
+                        plan_auto_add_margin(
+                            session,
+                            symbols or None,
+                            flag,
+                            settle_coin=args.settle_coin,
+                            classic=args.classic,
+                        )
+                    )
+                except BybitError as exc:
+                    note(f"{PROG} {ENSURE}: reading positions failed: {redact(str(exc))}")
+                    return EXIT_FAILED
+                if plan is None:
+                    note(f"{PROG}: interrupted while reading positions: nothing was written")
+                    return EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
+                note(_plan_line(plan, args.settle_coin))
+                if console is not None:
+                    title = f"auto-add-margin {'on' if flag else 'off'} at {_host(args)}"
+                    if args.dry_run:
+                        title = f"dry run: {title}"
+                    writes = plan.planned and not args.dry_run
+                    show_progress = sys.stdout.isatty() and writes >= _PROGRESS_MIN_SYMBOLS
+                    reporter = _TableReporter(
+                        console, title=title, progress=show_progress, noun="position"
+                    )
+                else:
+                    assert json_reporter is not None
+                    reporter = json_reporter
+                reporter.started(len(plan.rows))
+                if args.dry_run or interrupted_by is not None:
+                    # Interrupted before the writes: the rows that need none are settled.
+                    for row in plan.rows:
+                        if args.dry_run or row.status != "planned":
+                            done(row)
+                else:
+                    await run(apply_plan(session, plan, on_row=done))
+    finally:
+        if reporter is not None:
+            reporter.stop()
+    assert plan is not None
+    assert reporter is not None
+    outcomes = [
+        settled.get((row.symbol, row.position_idx))
+        or _ensure_outcome(row, flag, redact, cancelled=True)
+        for row in plan.rows
+    ]
+    reporter.finished(outcomes, time.perf_counter() - started)
+    return _exit_for(outcomes, interrupted_by, "position")
+
+
+def _ensure_auto_add_margin(args: argparse.Namespace) -> int:
+    json_reporter, console = _open_output(args)
+    if json_reporter is None and console is None:
+        print(RICH_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    symbols, api_key, api_secret = _inputs(args, symbols_required=False)
+    status = asyncio.run(_run_ensure(args, symbols, api_key, api_secret, json_reporter, console))
+    if json_reporter is not None and json_reporter.broken:
+        _silence_stdout()
+    return status
+
+
+def _settle_coin(text: str) -> str:
+    try:
+        position_list_params(settle_coin=text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_ensure_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        ENSURE,
+        help="make auto-add-margin on or off on many positions, writing only what differs",
+        description=(
+            "Make auto-add-margin on (or off) on many linear positions: read the position\n"
+            "list, print the plan, and write only the positions whose flag differs."
+        ),
+        epilog=_ENSURE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument(
+        "symbols",
+        nargs="*",
+        metavar="SYMBOL",
+        help="symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
+        "the settle coin(s)",
+    )
+    _add_flag_options(cmd)
+    cmd.add_argument(
+        "--settle-coin",
+        action="append",
+        type=_settle_coin,
+        metavar="COIN",
+        help="read the open positions settled in COIN (default USDT); may be repeated",
+    )
+    cmd.add_argument(
+        "--classic",
+        action="store_true",
+        help="the account is a classic one: skip cross-margin positions (tradeMode 0) without "
+        "a write",
+    )
+    cmd.add_argument(
+        "--dry-run", action="store_true", help="read and print the plan; write nothing"
+    )
+    cmd.add_argument(
+        "--symbols-file",
+        action="append",
+        metavar="FILE",
+        help="read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
+    )
+    _add_session_options(cmd)
+    cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per position, one per line, as each is settled",
+    )
 
 
 # -- the parser ---------------------------------------------------------------------
@@ -855,36 +1228,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of the ``bybit-async`` command line."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Command line for bybit_async, an asyncio client for Bybit V5."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
-        "demo",
-        help="set auto-add-margin on 50 symbols against the built-in simulator; no keys needed",
-        description="Set auto-add-margin on 50 symbols through a real session against the "
-        "built-in Bybit simulator, and report what happened.  Needs no keys or network.",
-    )
-    cmd = commands.add_parser(
-        "set-auto-add-margin",
-        help="turn auto-add-margin on or off for many symbols at once",
-        description=(
-            "Turn auto-add-margin on or off for isolated-margin linear (USDT/USDC perpetual)\n"
-            "positions.  Every symbol is sent concurrently through one session, whose\n"
-            "limiter keeps the batch under Bybit's rate limits."
-        ),
-        epilog=_KEY_FILE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), combined with --symbols-file",
-    )
+def _add_flag_options(cmd: argparse.ArgumentParser) -> None:
+    """--on and --off, one of them required."""
     flag = cmd.add_mutually_exclusive_group(required=True)
     flag.add_argument(
         "--on", dest="flag", action="store_const", const=True, help="turn auto-add-margin on"
@@ -892,19 +1237,10 @@ def build_parser() -> argparse.ArgumentParser:
     flag.add_argument(
         "--off", dest="flag", action="store_const", const=False, help="turn auto-add-margin off"
     )
-    cmd.add_argument(
-        "--position-idx",
-        type=int,
-        choices=(0, 1, 2),
-        help="0 one-way mode, 1 hedge-mode buy side, 2 hedge-mode sell side (default: not sent)",
-    )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
-        "ignored; may be repeated; duplicates are dropped, keeping the first",
-    )
+
+
+def _add_session_options(cmd: argparse.ArgumentParser) -> None:
+    """The options of a command that sends: credentials, host, timing, rate limit."""
     cmd.add_argument(
         "--key-file",
         metavar="FILE",
@@ -942,6 +1278,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per second this client allows itself on the endpoint (default "
         f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN]}, Bybit's limit; raise it only for a test server)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``bybit-async`` command line."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Command line for bybit_async, an asyncio client for Bybit V5."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "demo",
+        help="set auto-add-margin on 50 symbols against the built-in simulator; no keys needed",
+        description="Set auto-add-margin on 50 symbols through a real session against the "
+        "built-in Bybit simulator, and report what happened.  Needs no keys or network.",
+    )
+    cmd = commands.add_parser(
+        "set-auto-add-margin",
+        help="turn auto-add-margin on or off for many symbols at once",
+        description=(
+            "Turn auto-add-margin on or off for isolated-margin linear (USDT/USDC perpetual)\n"
+            "positions.  Every symbol is sent concurrently through one session, whose\n"
+            "limiter keeps the batch under Bybit's rate limits."
+        ),
+        epilog=_KEY_FILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument(
+        "symbols",
+        nargs="*",
+        metavar="SYMBOL",
+        help="symbols such as BTCUSDT (uppercase), combined with --symbols-file",
+    )
+    _add_flag_options(cmd)
+    cmd.add_argument(
+        "--position-idx",
+        type=int,
+        choices=(0, 1, 2),
+        help="0 one-way mode, 1 hedge-mode buy side, 2 hedge-mode sell side (default: not sent)",
+    )
+    cmd.add_argument(
+        "--symbols-file",
+        action="append",
+        metavar="FILE",
+        help="read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
+        "ignored; may be repeated; duplicates are dropped, keeping the first",
+    )
+    _add_session_options(cmd)
     cmd.add_argument(
         "--redis-url",
         metavar="URL",
@@ -975,6 +1358,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="summary",
         help="print only the counts (with --json, one object of counts)",
     )
+    _add_ensure_command(commands)
     return parser
 
 
@@ -988,7 +1372,7 @@ def _run(argv: list[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command != "set-auto-add-margin" or any(a.startswith("-") for a in extra):
+        if args.command not in _SYMBOL_COMMANDS or any(a.startswith("-") for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         # argparse gives SYMBOL... only the first run of positionals; let
         # symbols also follow options, as in "BTCUSDT --on ETHUSDT".
@@ -996,6 +1380,8 @@ def _run(argv: list[str]) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == ENSURE:
+            return _ensure_auto_add_margin(args)
         return _set_auto_add_margin(args)
     except UsageError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, cast
 from urllib.parse import urlencode
@@ -40,6 +40,9 @@ from .errors import (
     is_not_modified,
 )
 from .models import ApiResponse, PositionIdx
+from .positions import EnsureReport, Position
+from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
+from .positions import get_positions as _get_positions
 from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
@@ -671,6 +674,51 @@ class BybitSession:
             if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
                 raise outcome
         return cast("list[ApiResponse | Exception]", outcomes)
+
+    async def get_positions(
+        self,
+        category: str = "linear",
+        *,
+        symbol: str | None = None,
+        settle_coin: str | None = None,
+    ) -> list[Position]:
+        """Return positions from ``GET /v5/position/list``, every page of them.
+
+        With *symbol*, that symbol's positions, open or not (one per side in
+        hedge mode); with *settle_coin* (such as ``"USDT"``) and no symbol,
+        every open position settled in it.  Pages of 200 are read, following
+        ``nextPageCursor`` to the end; reads are retried like any idempotent call.
+        """
+        return await _get_positions(self, category, symbol=symbol, settle_coin=settle_coin)
+
+    async def ensure_auto_add_margin(
+        self,
+        symbols: Iterable[str] | None = None,
+        on: bool | int = True,
+        *,
+        settle_coin: str | Sequence[str] | None = None,
+        classic: bool = False,
+        dry_run: bool = False,
+    ) -> EnsureReport:
+        """Make auto-add-margin *on* (or off) on many positions, writing only what differs.
+
+        Reads the position list first: with *symbols* None, every open position
+        settled in *settle_coin* (default ``"USDT"``; a list reads each coin);
+        otherwise the named symbols, open or not, every position of each (both
+        sides in hedge mode).  Then sends set-auto-add-margin, concurrently
+        through `set_auto_add_margin`, only to positions whose flag differs.
+        Returns an `EnsureReport` with one row per position; a failed read or
+        write is a ``"failed"`` row and stops nothing else, and a position
+        Bybit refuses the flag (cross or portfolio margin, 110076/110077) is
+        ``"skipped"``.  *classic* says the account is a classic one, where the
+        list's ``tradeMode`` 0 reliably means cross margin: such positions are
+        skipped without a write.  With *dry_run*, only reads: the report is the
+        plan.  Raises `TypeError` or `ValueError` for a bad argument before
+        sending anything, and a settle coin's read error (nothing is written then).
+        """
+        return await _ensure_auto_add_margin(
+            self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+        )
 
 
 _USER_AGENT = f"bybit-async/{__version__}"

@@ -1,0 +1,126 @@
+"""Section 6: desired state, reading first and writing only what differs.
+
+An in-process `BybitSimulator` at Bybit's real limits (10 writes and 50 reads
+per rolling second per UID, 600 per 5 s per IP) holds N open isolated
+positions, 5% of them with auto-add-margin off.  Two ways to make the flag on
+everywhere, each on a fresh simulator and a fresh, warmed-up session:
+
+* **ensure**: ``ensure_auto_add_margin(None, True)``: one read of the position
+  list (N <= 200: one page), then a write for each position whose flag is off;
+* **write all**: ``set_auto_add_margin_many`` over all N symbols, as without
+  a read: most answers are "not modified", and each still costs a write.
+
+Each wall time is set against its physical minimum at these limits: for N
+requests at L per rolling window W, ``(ceil(N / L) - 1) * W`` plus one round
+trip; ensure's read and writes come one after the other, so its minimum is the
+read's plus the writes'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+from bybit_async import ApiResponse, BybitSession
+from bybit_async.testing import POSITION_LIST_PATH, BybitSimulator
+
+from .common import SET_AUTO_ADD_MARGIN, Config, Json, log, run_on, summary
+from .ratelimited import LIMIT, NOMINAL_RTT, SWEEP_DELAY, WINDOW, physical_minimum
+
+#: The position list's limit per rolling second and its largest page.
+READ_LIMIT = 50
+PAGE = 200
+#: Share of positions whose flag differs from the one asked for.
+CHANGING = 0.05
+
+
+def minimum_ensure(n: int, changing: int) -> float:
+    """The least time for ensure over *n* open positions, *changing* of them to write."""
+    pages = math.ceil(n / PAGE)
+    reads = physical_minimum(pages, READ_LIMIT, WINDOW)
+    return reads + (physical_minimum(changing, LIMIT, WINDOW) if changing else 0.0)
+
+
+def _names(n: int) -> list[str]:
+    return [f"DS{i:03d}USDT" for i in range(n)]
+
+
+def _setup(sim: BybitSimulator, n: int, changing: int) -> list[str]:
+    names = _names(n)
+    for i, name in enumerate(names):
+        # The positions to change are spread through the list, not bunched at one end.
+        off = i % (n // changing) == 0 if changing else False
+        sim.set_position(name, size=1, auto_add_margin=0 if off else 1)
+    return names
+
+
+async def _run(n: int, changing: int, mode: str, seed: int) -> Json:
+    delay = dataclasses.replace(SWEEP_DELAY, seed=seed)
+    async with BybitSimulator(network_delay=delay, instruments=None) as sim:
+        names = _setup(sim, n, changing)
+        async with BybitSession(sim.api_key, sim.api_secret, base_url=sim.url) as session:
+            # Warm, as an engine that has been running is: the clock synced, connections open.
+            await session.warm_up(connections=LIMIT)
+            start = len(sim.requests)
+            t0 = time.perf_counter()
+            if mode == "ensure":
+                report = await session.ensure_auto_add_margin(None, True)
+                failures = report.failed
+                changed = report.changed
+            else:
+                outcomes = await session.set_auto_add_margin_many(names, True)
+                failures = sum(1 for o in outcomes if not isinstance(o, ApiResponse))
+                changed = sum(1 for o in outcomes if isinstance(o, ApiResponse) and o.modified)
+            wall = time.perf_counter() - t0
+        timed = sim.requests[start:]
+        return {
+            "wall_s": wall,
+            "reads": sum(1 for r in timed if r.path == POSITION_LIST_PATH),
+            "writes": sum(1 for r in timed if r.path == SET_AUTO_ADD_MARGIN),
+            "changed": changed,
+            "failures": failures,
+            "answers_10006": sim.count(ret_code=10006),
+            "max_writes_in_1s": sim.max_in_window(SET_AUTO_ADD_MARGIN, 1.0),
+            "all_on": all(sim.auto_add_margin(name) == 1 for name in names),
+        }
+
+
+def measure_desired(config: Config) -> Json:
+    """Ensure against write-all, for N positions with 5% to change."""
+    n = 200 if config.name == "full" else 60
+    changing = max(1, round(n * CHANGING))
+    results: Json = {
+        "positions": n,
+        "changing": changing,
+        "limit": LIMIT,
+        "read_limit": READ_LIMIT,
+        "window_s": WINDOW,
+        "nominal_rtt_s": NOMINAL_RTT,
+        "sweep_delay": dataclasses.asdict(SWEEP_DELAY),
+    }
+    minimum = {"ensure": minimum_ensure(n, changing), "write_all": physical_minimum(n)}
+    # Write-all takes (n / 10) s a round: once; ensure is quick: as often as the sweeps.
+    rounds = {"ensure": config.ratelimit_rounds * 2 + 1, "write_all": 1}
+    for mode in ("ensure", "write_all"):
+        runs = []
+        for i in range(rounds[mode]):
+            log(f"desired state: {mode} over {n} positions, {changing} to change, round {i + 1}")
+            runs.append(run_on("asyncio", lambda m=mode, s=i: _run(n, changing, m, s)))
+            log(f"  {runs[-1]['wall_s']:.3f} s, {runs[-1]['writes']} writes")
+        results[mode] = {
+            "wall_s": summary([r["wall_s"] for r in runs]),
+            "minimum_s": minimum[mode],
+            "reads": max(r["reads"] for r in runs),
+            "writes": max(r["writes"] for r in runs),
+            "changed": min(r["changed"] for r in runs),
+            "failures": sum(r["failures"] for r in runs),
+            "answers_10006": sum(r["answers_10006"] for r in runs),
+            "max_writes_in_1s": max(r["max_writes_in_1s"] for r in runs),
+            "all_on": all(r["all_on"] for r in runs),
+            "rounds": len(runs),
+        }
+    results["speedup"] = (
+        results["write_all"]["wall_s"]["median"] / results["ensure"]["wall_s"]["median"]
+    )
+    return results
