@@ -13,6 +13,10 @@ that counted the wait would put the estimate off by half the wait.
 
 Syncs are shared: while one is under way, every caller awaits the same one,
 and a caller whose request was signed before the latest sync skips it.
+
+A server time is taken only as a string of decimal digits between
+`EARLIEST_MS` and `LATEST_MS` (`parse_time_nano`): a broken or hostile
+answer must not move every later timestamp by decades.
 """
 
 from __future__ import annotations
@@ -22,12 +26,40 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-__all__ = ["ServerClock", "TimeSample", "wall_clock_ms"]
+__all__ = [
+    "EARLIEST_MS",
+    "LATEST_MS",
+    "ServerClock",
+    "TimeSample",
+    "parse_time_nano",
+    "wall_clock_ms",
+]
+
+#: The earliest server time believed: 2020-01-01T00:00:00Z, Unix ms.
+EARLIEST_MS = 1_577_836_800_000
+#: The latest server time believed: 2100-01-01T00:00:00Z, Unix ms.
+LATEST_MS = 4_102_444_800_000
 
 
 def wall_clock_ms() -> int:
     """Return the local wall-clock time in Unix milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def parse_time_nano(value: object) -> int | None:
+    """Return Bybit's ``timeNano`` string as Unix ms, or None if it is no sane time.
+
+    Only ASCII digits are accepted (Bybit sends a string), and only a time
+    from `EARLIEST_MS` to `LATEST_MS`.
+    """
+    # 19 digits are nanoseconds until 2286; more could only be garbage, and
+    # int() of a long string costs time that a hostile answer should not buy.
+    if type(value) is not str or not 0 < len(value) <= 19:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        return None
+    ms = int(value) // 1_000_000
+    return ms if EARLIEST_MS <= ms <= LATEST_MS else None
 
 
 class TimeSample(NamedTuple):
@@ -52,11 +84,14 @@ class ServerClock:
     *local_ms* is the local clock (Unix milliseconds); inject another to test.
     """
 
-    __slots__ = ("_local_ms", "_pending", "generation", "offset_ms", "round_trip_ms")
+    __slots__ = ("_local_ms", "_pending", "_task", "generation", "offset_ms", "round_trip_ms")
 
     def __init__(self, local_ms: Callable[[], int] = wall_clock_ms) -> None:
         self._local_ms = local_ms
+        # What callers await, and the task that measures: apart, so that
+        # cancel() can fail the callers with a reason instead of cancelling them.
         self._pending: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
         #: Server time minus local time, ms; None until the first sync.
         self.offset_ms: int | None = None
         #: Round trip of the last sync, ms.
@@ -104,21 +139,50 @@ class ServerClock:
             return
         pending = self._pending
         if pending is None:
-            pending = self._pending = asyncio.ensure_future(self._measure(fetch))
+            loop = asyncio.get_running_loop()
+            pending = self._pending = loop.create_future()
             pending.add_done_callback(self._finished)
+            self._task = loop.create_task(self._measure(fetch, pending))
         await asyncio.shield(pending)
 
-    async def _measure(self, fetch: Callable[[], Awaitable[TimeSample]]) -> None:
-        self.adopt(await fetch())
+    async def _measure(
+        self, fetch: Callable[[], Awaitable[TimeSample]], pending: asyncio.Future[None]
+    ) -> None:
+        try:
+            sample = await fetch()
+        except asyncio.CancelledError:
+            if not pending.done():
+                pending.cancel()
+            raise
+        except BaseException as exc:  # the callers get it; the task itself ends quietly
+            if not pending.done():
+                pending.set_exception(exc)
+            return
+        if not pending.done():
+            self.adopt(sample)
+            pending.set_result(None)
 
     def _finished(self, future: asyncio.Future[None]) -> None:
-        self._pending = None
+        if self._pending is future:
+            self._pending = None
+            self._task = None
         # Every caller may have been cancelled: retrieve the outcome so that
         # asyncio does not report an exception that nobody awaited.
         if not future.cancelled():
             future.exception()
 
-    def cancel(self) -> None:
-        """Cancel a sync under way, if any."""
-        if self._pending is not None:
-            self._pending.cancel()
+    def cancel(self, reason: BaseException | None = None) -> None:
+        """Stop a sync under way, if any.
+
+        Its callers raise *reason*; without one they are cancelled, as before.
+        Only the callers that were themselves cancelled see `asyncio.CancelledError`
+        when a *reason* is given.
+        """
+        pending, task = self._pending, self._task
+        if pending is not None and not pending.done():
+            if reason is None:
+                pending.cancel()
+            else:
+                pending.set_exception(reason)
+        if task is not None:
+            task.cancel()

@@ -7,13 +7,14 @@ The hierarchy:
     │   ├── ConnectError             no connection was made: the request was not sent
     │   ├── RequestTimeout           sent, but no answer within the timeout
     │   └── ConnectionDroppedError   the connection closed before the answer
-    ├── HTTPStatusError              an HTTP status other than 200
+    ├── HTTPStatusError              an HTTP status other than 200 (a redirect too)
     │   ├── ForbiddenError           403: IP rate limit ban or blocked region
     │   ├── TooManyRequestsError     429: Bybit sheds load
     │   └── ServerError              5xx from Bybit or its edge
     ├── InvalidResponseError         200 but not a JSON envelope (an HTML proxy page, say)
     ├── SessionHaltedError           not sent: the session is cooling off after an IP ban
     ├── LimiterUnavailableError      not sent: a shared rate limiter could not be reached
+    ├── SessionClosedError           the session was closed before the call ended
     └── BybitAPIError                a JSON envelope with ``retCode != 0``
         ├── ServerBusyError          10000, 10016: Bybit failed; the outcome is unknown
         ├── InvalidParameterError    10001, 10014, 10017
@@ -25,8 +26,10 @@ The hierarchy:
         └── PositionError            110xxx: the request is wrong for the position
 
 Every error names the request's method and path and, once retries are over,
-how many attempts were made.  None of them carries the API secret or the
-signature.  `error_for_ret_code` and `error_for_status` hold the
+how many attempts were made; `BybitError.sent` tells whether the request
+may have reached Bybit.  None of them carries the API secret or the
+signature, and every one survives a pickle round trip (to pass it between
+processes).  `error_for_ret_code` and `error_for_status` hold the
 only mapping from Bybit's answers to these classes; whether each is retried is
 decided in `bybit_async.retry`.
 """
@@ -55,6 +58,7 @@ __all__ = [
     "RequestTimeout",
     "ServerBusyError",
     "ServerError",
+    "SessionClosedError",
     "SessionHaltedError",
     "TimestampError",
     "TooManyRequestsError",
@@ -67,8 +71,22 @@ __all__ = [
 _BODY_EXCERPT = 200
 
 
+def _restore(cls: type[BybitError], args: tuple[Any, ...]) -> BybitError:
+    # The subclasses' __init__ take keyword-only arguments that pickle's default
+    # (cls(*args)) cannot pass: build the instance bare and let the state fill it.
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    return error
+
+
 class BybitError(Exception):
     """Base class of every error a request can raise."""
+
+    #: False when the request never left this machine (no connection, refused
+    #: before sending, or the call failed before its request was sent), so
+    #: Bybit cannot have executed it; such a failure is retried even for a
+    #: request that is not idempotent.
+    sent: bool = True
 
     #: HTTP method of the failed request.
     method: str
@@ -91,13 +109,18 @@ class BybitError(Exception):
         tail = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
         return f"{self.method} {self.path}: {self.message}{tail}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args), self.__dict__.copy())
+
 
 class TransportError(BybitError):
     """The request got no usable answer: connection, timeout or protocol failure."""
 
 
 class ConnectError(TransportError):
-    """No connection could be made, so the request was never sent."""
+    """No connection could be made (or none came free in time): the request was not sent."""
+
+    sent = False
 
 
 class RequestTimeout(TransportError):
@@ -109,14 +132,19 @@ class ConnectionDroppedError(TransportError):
 
 
 class HTTPStatusError(BybitError):
-    """The server answered with an HTTP status other than 200."""
+    """The server answered with an HTTP status other than 200.
 
-    def __init__(self, status: int, body: str, *, method: str, path: str) -> None:
+    A redirect (3xx) is never followed, since it would take the signed headers
+    to another host; *detail* then names where it pointed.
+    """
+
+    def __init__(self, status: int, body: str, *, method: str, path: str, detail: str = "") -> None:
         self.status = status
         #: The start of the response body, for diagnosis.
         self.body = body[:_BODY_EXCERPT]
         excerpt = " ".join(self.body.split()) or "<empty body>"
-        super().__init__(f"HTTP {status}: {excerpt}", method=method, path=path)
+        text = f"HTTP {status} {detail}: {excerpt}" if detail else f"HTTP {status}: {excerpt}"
+        super().__init__(text, method=method, path=path)
 
 
 class ForbiddenError(HTTPStatusError):
@@ -132,12 +160,17 @@ class ServerError(HTTPStatusError):
 
 
 class InvalidResponseError(BybitError):
-    """HTTP 200 with a body that is not a Bybit JSON envelope."""
+    """HTTP 200 with a body that is not a Bybit JSON envelope, or an answer out of bounds.
 
-    def __init__(self, body: bytes, *, method: str, path: str) -> None:
+    *reason* says what was wrong when it is not the body's form, such as a body
+    over ``max_response_bytes`` or a server time outside any sane range.
+    """
+
+    def __init__(self, body: bytes, *, method: str, path: str, reason: str = "") -> None:
         self.body = body[:_BODY_EXCERPT].decode("utf-8", "replace")
         excerpt = " ".join(self.body.split()) or "<empty body>"
-        super().__init__(f"not a Bybit JSON response: {excerpt}", method=method, path=path)
+        text = reason or "not a Bybit JSON response"
+        super().__init__(f"{text}: {excerpt}", method=method, path=path)
 
 
 class SessionHaltedError(BybitError):
@@ -147,6 +180,8 @@ class SessionHaltedError(BybitError):
     further request can extend the ban, so the session sends nothing until the
     cool-off ends or `BybitSession.resume` is called.
     """
+
+    sent = False
 
     def __init__(self, cause: BybitError, resume_in: float, *, method: str, path: str) -> None:
         #: The error that halted the session.
@@ -167,6 +202,19 @@ class LimiterUnavailableError(BybitError):
     Without the shared count the session cannot know what the account's other
     engines have sent, so it sends nothing (see `bybit_async.RedisLimiter`).
     """
+
+    sent = False
+
+
+class SessionClosedError(BybitError, RuntimeError):
+    """The session was closed before the call ended, or the call came after `close`.
+
+    A call still queued (in the rate limiter, say) was not sent; a call cut off
+    mid-attempt has `sent` true and may have been executed.  It is also a
+    `RuntimeError`, which using a closed session raised before.
+    """
+
+    sent = False
 
 
 class BybitAPIError(BybitError):

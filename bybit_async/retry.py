@@ -2,13 +2,15 @@
 
 Failures fall into three kinds, by what the client knows of the request's fate:
 
-* rejected before execution (no connection, HTTP 429, retCode 10006 or 10002):
-  always safe to send again;
+* rejected before execution (no connection, HTTP 429, retCode 10006 or 10002),
+  or failed before the request was sent (`BybitError.sent` false, such as a
+  failed first clock sync): always safe to send again;
 * outcome unknown (timeout or dropped connection after sending, 5xx, a body that
   is not JSON, retCode 10000 or 10016): sent again only for idempotent requests,
   since a retry could apply a non-idempotent request twice;
 * final (everything else: bad parameters, auth, permissions, positions, HTTP
-  401/403/404, a shared limiter out of reach): raised at once.  HTTP 403 and
+  3xx/401/403/404, a shared limiter out of reach, a closed session): raised at
+  once.  HTTP 403 and
   retCode 10018 mean the IP is banned, so they also halt the session for a
   cool-off (``halt``).
 
@@ -52,6 +54,7 @@ from .errors import (
     RequestTimeout,
     ServerBusyError,
     ServerError,
+    SessionClosedError,
     TimestampError,
     TooManyRequestsError,
     TransportError,
@@ -104,6 +107,7 @@ RETRY_RULES: Mapping[type[BybitError], RetryRule] = MappingProxyType(
         InvalidResponseError: RetryRule(Retry.IF_IDEMPOTENT),
         ServerBusyError: RetryRule(Retry.IF_IDEMPOTENT),
         LimiterUnavailableError: _NEVER,
+        SessionClosedError: _NEVER,
     }
 )
 
@@ -118,9 +122,16 @@ def rule_for(error: BaseException) -> RetryRule:
 
 
 def should_retry(error: BaseException, idempotent: bool) -> bool:
-    """Return whether a request that failed with *error* may be sent again."""
+    """Return whether a request that failed with *error* may be sent again.
+
+    An outcome-unknown failure of a request that was never sent
+    (`BybitError.sent` false) is retried like a rejection: Bybit cannot have
+    executed it.
+    """
     retry = rule_for(error).retry
-    return retry is Retry.ALWAYS or (retry is Retry.IF_IDEMPOTENT and idempotent)
+    if retry is Retry.IF_IDEMPOTENT:
+        return idempotent or not getattr(error, "sent", True)
+    return retry is Retry.ALWAYS
 
 
 class RetryPolicy:

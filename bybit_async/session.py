@@ -11,28 +11,34 @@ call it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, cast
-from urllib.parse import urlencode
+from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
 from yarl import URL
 
 from ._version import __version__
-from .clock import ServerClock, TimeSample
+from .clock import ServerClock, TimeSample, parse_time_nano
+from .encoding import encode_query, json_body
 from .errors import (
     BybitAPIError,
     BybitError,
     ConnectError,
     ConnectionDroppedError,
+    HTTPStatusError,
     InvalidResponseError,
     LimiterUnavailableError,
     RequestTimeout,
+    SessionClosedError,
     SessionHaltedError,
     TransportError,
     error_for_ret_code,
@@ -47,9 +53,16 @@ from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 
-__all__ = ["DEFAULT_RATE_LIMITS", "HOSTS", "BybitSession"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_RATE_LIMITS",
+    "HOSTS",
+    "BybitSession",
+]
 
 _log = logging.getLogger("bybit_async")
+
+T = TypeVar("T")
 
 #: Bybit's REST hosts by name; any of these names, or a URL, may be given as ``base_url``.
 HOSTS: Mapping[str, str] = MappingProxyType(
@@ -72,13 +85,39 @@ HOSTS: Mapping[str, str] = MappingProxyType(
 #: Bybit's published limits: 600 requests per 5 s per IP, and the per-endpoint table.
 DEFAULT_RATE_LIMITS: Final = RateLimits()
 
+#: The largest answer body read, after decompression: a full page of the
+#: position list is far below it, and an endless or inflating body stops here.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+
 SET_AUTO_ADD_MARGIN: Final = "/v5/position/set-auto-add-margin"
 SERVER_TIME: Final = "/v5/market/time"
 
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
+# A V5 path: no query, no escapes, nothing a URL parser could read two ways.
+_PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
+
+# Set in the calling task once the pool hands out a connection: a failure before
+# it means the request cannot have left this machine (a pool-wait timeout, say).
+_CONNECTED: ContextVar[bool] = ContextVar("bybit_async_connected", default=False)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A `TCPConnector` that notes in `_CONNECTED` when a request got its connection."""
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[aiohttp.tracing.Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        _CONNECTED.set(True)
+        return connection
+
 
 # aiohttp's exceptions -> ours; the most derived listed class of an error applies.
-# A connect timeout means nothing was sent; any other timeout may follow the send.
+# Any failure before the pool gave a connection is a ConnectError (not sent);
+# a timeout after it may follow the send.
 _TRANSPORT_ERRORS: Mapping[type[BaseException], type[TransportError]] = {
     aiohttp.ConnectionTimeoutError: ConnectError,
     aiohttp.ClientConnectorError: ConnectError,
@@ -92,22 +131,141 @@ _TRANSPORT_ERRORS: Mapping[type[BaseException], type[TransportError]] = {
 }
 
 
-def _transport_error(exc: BaseException, method: str, path: str) -> TransportError:
-    cls = next(
-        (c for k in type(exc).__mro__ if (c := _TRANSPORT_ERRORS.get(k)) is not None),
-        TransportError,
-    )
+def _transport_error(exc: BaseException, method: str, path: str, connected: bool) -> TransportError:
+    if connected:
+        cls = next(
+            (c for k in type(exc).__mro__ if (c := _TRANSPORT_ERRORS.get(k)) is not None),
+            TransportError,
+        )
+    else:
+        cls = ConnectError
     detail = str(exc) or type(exc).__name__
     return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
 
 
-def _int_header(value: str | None) -> int | None:
+def _frameless(error: BaseException | None) -> BaseException | None:
+    """Return *error* with the tracebacks of it and of its whole chain dropped."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        link = stack.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        stack += (link.__cause__, link.__context__)
+    return error
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    """Return header *name* as an int of at most 19 ASCII digits, so no arithmetic overflows."""
+    value = headers.get(name)
     if value is None:
         return None
-    try:
+    if len(value) <= 19 and value.isdigit() and value.isascii():
         return int(value)
-    except ValueError:
-        return None
+    # A hostile or broken value is ignored, never raised: the answer may be a success.
+    _log.debug("ignoring header %s: %.40r", name, value)
+    return None
+
+
+def _redirect_detail(location: str | None) -> str:
+    if not location:
+        return "redirect without a Location, not followed"
+    try:
+        host = URL(location).host
+    except (ValueError, TypeError):
+        host = None
+    where = repr(host) if host else "a relative or unreadable Location"
+    return f"redirect to {where} not followed (credentials go to the session's host only)"
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """Read *resp*'s body, decompressed, up to *cap* bytes; return it and whether it is whole."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > cap:
+            chunks.append(chunk[: len(chunk) - (size - cap)])
+            resp.close()  # the rest is never read: the connection cannot be reused
+            return b"".join(chunks), False
+        chunks.append(chunk)
+    return b"".join(chunks), True
+
+
+# Why the session ended a call: makes the error it raises, from its method and path.
+_Reason = Callable[[str, str], BybitError]
+
+
+def _closed_reason(sent: bool) -> _Reason:
+    def reason(method: str, path: str) -> BybitError:
+        error = SessionClosedError(
+            "the session was closed before the call ended"
+            + ("" if sent else "; the request was not sent"),
+            method=method,
+            path=path,
+        )
+        error.sent = sent
+        return error
+
+    return reason
+
+
+def _deadline_reason(deadline: float, sent: bool) -> _Reason:
+    def reason(method: str, path: str) -> BybitError:
+        error = RequestTimeout(
+            f"the call's deadline of {deadline:g} s passed (retries and waits included)"
+            + ("" if sent else "; the request was not sent"),
+            method=method,
+            path=path,
+        )
+        error.sent = sent
+        return error
+
+    return reason
+
+
+def _being_cancelled(task: asyncio.Task[Any]) -> bool:
+    if sys.version_info >= (3, 11):
+        return task.cancelling() > 0
+    # 3.10 keeps no count: a pending cancellation shows on the future it awaits,
+    # or as a cancellation still to be thrown in.
+    waiter = getattr(task, "_fut_waiter", None)
+    return bool(getattr(task, "_must_cancel", False)) or (waiter is not None and waiter.cancelled())
+
+
+def _check_deadline(deadline: object) -> None:
+    _check_positive("deadline", deadline, (int, float))
+    if not math.isfinite(deadline):  # type: ignore[arg-type]
+        raise ValueError(f"deadline must be finite, got {deadline!r}")
+
+
+def _close_sockets(connector: aiohttp.BaseConnector) -> None:
+    """Close the sockets of *connector*'s connections without their event loop.
+
+    Only for a pool whose loop is closed: aiohttp closes a connection through
+    its loop, which can no longer run anything, so the socket would stay open
+    until garbage collection, with a warning.
+    """
+    protocols = [proto for conns in connector._conns.values() for proto, _ in conns]
+    protocols.extend(connector._acquired)
+    for proto in protocols:
+        transport = proto.transport
+        if transport is None:
+            continue
+        # What the loop would have run next: close the socket, tell the protocol.
+        lost = getattr(transport, "_call_connection_lost", None)
+        try:
+            if lost is not None:
+                lost(None)
+            else:
+                transport.abort()
+        except Exception as exc:  # the protocol's callbacks need the closed loop
+            _log.debug("closing a connection of a closed loop: %r", exc)
+    connector._conns.clear()
+    connector._acquired.clear()
+    connector._closed = True
 
 
 def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
@@ -160,7 +318,9 @@ class BybitSession:
 
     Create one per process and share it between coroutines: it owns the
     connection pool, the rate limiter and the server clock.  Use it as an
-    async context manager, or call `close` when done.
+    async context manager, or call `close` when done.  A session belongs to
+    the event loop of its first call; using it from another loop raises
+    `RuntimeError` before anything is sent.
 
     *api_secret* is the HMAC secret of a system-made key, or the PEM private
     key of a self-made RSA key (an unencrypted PEM private key is recognised;
@@ -169,8 +329,11 @@ class BybitSession:
     instead of *api_secret*.
 
     *base_url* is a URL or a name from `HOSTS`; *testnet* and *demo*
-    pick those hosts.  *recv_window* (ms) is how old a request may arrive;
-    *timeout* (s) bounds each attempt.  Failed requests are retried up to
+    pick those hosts.  Redirects are never followed: the signed headers go to
+    that host only.  *recv_window* (ms) is how old a request may arrive;
+    *timeout* (s) bounds each attempt, and *deadline* (s) a whole call,
+    retries, back-off and waits for the limiter included (None: attempts
+    times *timeout* plus back-off).  Failed requests are retried up to
     *max_retries* times (see `bybit_async.retry`), waiting between
     *backoff_initial* and *backoff_max* seconds.  *rate_limits* are the limits
     kept on the client side; None turns client-side limiting off, and a
@@ -179,7 +342,9 @@ class BybitSession:
     reset or ``Retry-After`` far ahead) is not waited for: the call raises
     with `BybitError.retry_after` set.  After HTTP 403 or retCode 10018 (an
     IP ban) the session sends nothing for *ban_cooldown* seconds: calls raise
-    `SessionHaltedError` at once (see `resume`).  *proxy* is an HTTP proxy URL.
+    `SessionHaltedError` at once (see `resume`).  An answer body over
+    *max_response_bytes* (counted after decompression) raises
+    `InvalidResponseError`.  *proxy* is an HTTP proxy URL.
     """
 
     def __init__(
@@ -203,6 +368,8 @@ class BybitSession:
         clock: ServerClock | None = None,
         ban_cooldown: float = 600.0,
         max_server_wait: float = 10.0,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -219,6 +386,9 @@ class BybitSession:
         _check_positive("max_connections", max_connections, int)
         _check_positive("ban_cooldown", ban_cooldown, (int, float))
         _check_positive("max_server_wait", max_server_wait, (int, float))
+        _check_positive("max_response_bytes", max_response_bytes, int)
+        if deadline is not None:
+            _check_deadline(deadline)
         if testnet and demo:
             raise ValueError("testnet and demo are different hosts: choose one")
         if base_url is None:
@@ -241,6 +411,8 @@ class BybitSession:
         self._base_url = base_url
         self._recv_window = recv_window
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._deadline = deadline
+        self._max_response_bytes = max_response_bytes
         self._signer = signer
         self._limiter = limiter
         self._proxy = proxy
@@ -251,6 +423,7 @@ class BybitSession:
             initial_wait=backoff_initial,
             max_wait=backoff_max,
             max_server_wait=max_server_wait,
+            sleep=self._back_off,
         )
         self._max_server_wait = max_server_wait
         self._ban_cooldown = ban_cooldown
@@ -258,6 +431,14 @@ class BybitSession:
         self._halted: tuple[float, BybitError] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
+        # The loop of the first call: the pool, limiter and clock belong to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The tasks of the calls under way -> why the session interrupted one
+        # (None while it runs on); the calls waiting in the limiter, in back-off.
+        self._calls: dict[asyncio.Task[Any], _Reason | None] = {}
+        # Queued calls map to whether none of their attempts was sent before.
+        self._queued: dict[asyncio.Task[Any], bool] = {}
+        self._sleeping: set[asyncio.Task[Any]] = set()
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -284,12 +465,47 @@ class BybitSession:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection pool.  Closing twice is harmless."""
+        """Close the connection pool and end every call still under way.
+
+        Calls queued or in flight raise `SessionClosedError` (a cancelled
+        caller still sees `asyncio.CancelledError`), and so does any later call.
+        Closing twice is harmless.  After the session's event loop has closed
+        (a second ``asyncio.run``, say), closing from another loop closes its
+        connections without that loop; while that loop is still open,
+        closing from another one raises `RuntimeError`.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            if not self._loop.is_closed():
+                raise RuntimeError(
+                    "this BybitSession belongs to another event loop, which is still "
+                    "open: close it from a coroutine running in that loop"
+                )
+            self._closed = True
+            self._abandon_pool()
+            return
         self._closed = True
-        self._clock.cancel()
+        for task in list(self._calls):
+            self._interrupt(task, _closed_reason(self._may_have_sent(task)))
+        self._clock.cancel(
+            SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
+        )
         http, self._http = self._http, None
         if http is not None:
             await http.close()
+
+    def _abandon_pool(self) -> None:
+        """Close the pool's sockets when its event loop is gone, without that loop."""
+        http, self._http = self._http, None
+        if http is None:
+            return
+        connector = http.connector
+        # aiohttp closes connections through their loop; a closed loop cannot run
+        # that, so the sockets are closed here, and the pool marked closed, so
+        # that neither a socket nor an "unclosed" warning outlives the session.
+        if connector is not None:
+            _close_sockets(connector)
+        http._connector = None
 
     @property
     def closed(self) -> bool:
@@ -312,9 +528,16 @@ class BybitSession:
         return self._clock
 
     def __repr__(self) -> str:
-        key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
-        state = "closed" if self._closed else "open"
-        return f"<BybitSession {self._base_url} api_key={key!r} {state}>"
+        # Safe on a session whose __init__ failed part-way: tracebacks with
+        # locals call repr on it, and a repr that raises breaks their formatting.
+        api_key = getattr(self, "_api_key", None)
+        key = api_key[:4] + "…" if isinstance(api_key, str) and len(api_key) > 4 else "…"
+        base_url = getattr(self, "_base_url", None) or "(no host)"
+        if "_closed" not in vars(self):
+            state = "not initialised"
+        else:
+            state = "closed" if self._closed else "open"
+        return f"<BybitSession {base_url} api_key={key!r} {state}>"
 
     def resume(self) -> None:
         """Send again before the cool-off after an IP ban has ended."""
@@ -329,10 +552,25 @@ class BybitSession:
             return
         raise SessionHaltedError(cause, resume_in, method=method, path=path)
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _halt(self, error: BybitError) -> None:
+        """Stop sending for the cool-off, and tell the calls waiting to send at once."""
+        self._halted = (asyncio.get_running_loop().time() + self._ban_cooldown, error)
+        for task in [*self._queued, *self._sleeping]:
+            self._interrupt(task, self._halted_reason)
+
+    def _halted_reason(self, method: str, path: str) -> BybitError:
+        if self._halted is not None:
+            until, cause = self._halted
+            resume_in = max(0.0, until - asyncio.get_running_loop().time())
+            return SessionHaltedError(cause, resume_in, method=method, path=path)
+        return SessionHaltedError(  # resumed meanwhile; the call was stopped all the same
+            BybitError("an IP ban", method=method, path=path), 0.0, method=method, path=path
+        )
+
+    def _open(self, method: str, path: str) -> aiohttp.ClientSession:
         if self._closed:
-            raise RuntimeError("this BybitSession is closed")
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            raise SessionClosedError("the session is closed", method=method, path=path)
+        connector = _Connector(limit=self._max_connections, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._http
 
@@ -341,6 +579,87 @@ class BybitSession:
         if url is None:
             url = self._urls[path] = URL(self._base_url + path, encoded=True)
         return url
+
+    # -- calls under way -------------------------------------------------------
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        """Return the running loop; raise if the session belongs to another one."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise RuntimeError(
+                    "this BybitSession belongs to another event loop (each asyncio.run() "
+                    "starts a new one); create the session inside the coroutine that "
+                    "runs it, e.g. 'async with BybitSession(...) as session:', and "
+                    "close it there"
+                )
+            self._loop = loop
+        return loop
+
+    def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
+        """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
+        return not self._queued.get(task, False)
+
+    def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self._interrupt(task, _deadline_reason(deadline, self._may_have_sent(task)))
+
+    def _interrupt(self, task: asyncio.Task[Any], reason: _Reason) -> None:
+        """End the call that *task* is making: it raises ``reason(method, path)``.
+
+        A task already being cancelled is left to its cancellation.
+        """
+        calls = self._calls
+        if task in calls and calls[task] is None and not _being_cancelled(task):
+            calls[task] = reason
+            task.cancel()
+
+    async def _guard(self, method: str, path: str, deadline: float | None, work: Awaitable[T]) -> T:
+        """Await *work* as a call of this session: bounded by *deadline*, ended by `close`."""
+        try:
+            loop = self._own_loop()
+        except RuntimeError:
+            if asyncio.iscoroutine(work):
+                work.close()  # never started: no "never awaited" warning
+            raise
+        task = asyncio.current_task()
+        if task is None or task in self._calls:  # no task to end, or a call within a call
+            return await work
+        self._calls[task] = None
+        timer = (
+            None
+            if deadline is None
+            else loop.call_later(deadline, self._deadline_passed, task, deadline)
+        )
+        converted = False
+        try:
+            return await work
+        except asyncio.CancelledError:
+            reason = self._calls[task]
+            if reason is None:
+                raise
+            converted = True
+            # Another cancellation besides the session's own wins (3.11+ can tell).
+            if sys.version_info >= (3, 11) and task.uncancel() > 0:
+                raise
+            raise reason(method, path) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            reason = self._calls.pop(task)
+            if reason is not None and not converted and sys.version_info >= (3, 11):
+                task.uncancel()  # the cancellation was swallowed on the way: undo its count
+
+    async def _back_off(self, seconds: float) -> None:
+        """Sleep between attempts; an IP ban meanwhile ends the sleep (see `_halt`)."""
+        task = asyncio.current_task()
+        if task is None:
+            await asyncio.sleep(seconds)
+            return
+        self._sleeping.add(task)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._sleeping.discard(task)
 
     # -- the one request path --------------------------------------------------
 
@@ -352,35 +671,61 @@ class BybitSession:
         *,
         signed: bool = True,
         idempotent: bool | None = None,
+        deadline: float | None = None,
     ) -> ApiResponse:
         """Send a request to any V5 endpoint and return the answer.
 
-        POST *params* go as a JSON body, GET *params* as the query string.  The
-        request is signed unless *signed* is false.  Failures where the request
-        may have been executed are retried only when *idempotent* (default: true
-        for GET, false for POST).  Raises a `BybitError`
-        when Bybit does not answer with success.
+        POST *params* go as a JSON body, GET *params* as the query string
+        (`encode_query`).  *path* is a plain V5 path such as
+        ``/v5/position/list``, without a query.  The request is signed unless
+        *signed* is false.  Failures where the request may have been executed
+        are retried only when *idempotent* (default: true for GET, false for
+        POST).  *deadline* (s) bounds this call instead of the session's.
+        Raises a `BybitError` when Bybit does not answer with success, and
+        `ValueError` or `TypeError` before sending for bad arguments.
         """
         if method not in ("GET", "POST"):
             raise ValueError(f"method must be 'GET' or 'POST', got {method!r}")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"path must start with '/', got {path!r}")
+        if not isinstance(path, str) or not _PATH.match(path):
+            raise ValueError(
+                f"path must be a V5 path such as '/v5/market/time' (letters, digits, "
+                f"'-', '_'; no query), got {path!r}"
+            )
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+        if deadline is not None:
+            _check_deadline(deadline)
         if method == "POST":
-            payload = orjson.dumps(params or {})
+            payload = orjson.dumps(json_body(params or {}))
             url = self._url(path)
         else:
-            payload = urlencode(params or {}).encode()
+            query = encode_query(params) if params else ""
+            payload = query.encode()
             url = URL(
-                f"{self._base_url}{path}?{payload.decode()}" if payload else self._base_url + path,
-                encoded=True,
+                f"{self._base_url}{path}?{query}" if query else self._base_url + path, encoded=True
             )
         if idempotent is None:
             idempotent = method == "GET"
-        return await self._call(method, path, url, payload, signed, idempotent)
+        return await self._call(method, path, url, payload, signed, idempotent, deadline)
 
     async def _call(
+        self,
+        method: str,
+        path: str,
+        url: URL,
+        payload: bytes,
+        signed: bool,
+        idempotent: bool,
+        deadline: float | None = None,
+    ) -> ApiResponse:
+        return await self._guard(
+            method,
+            path,
+            self._deadline if deadline is None else deadline,
+            self._attempts(method, path, url, payload, signed, idempotent),
+        )
+
+    async def _attempts(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, idempotent: bool
     ) -> ApiResponse:
         # The first attempt is made here, not through RetryPolicy.call: a request
@@ -400,43 +745,65 @@ class BybitSession:
         _log.info("retrying %s %s after %s", error.method, error.path, type(error).__name__)
         if rule.resync_clock:
             generation = error.clock_generation if isinstance(error, BybitAPIError) else None
+            await self._sync_clock(generation)
+
+    async def _sync_clock(self, generation: int | None = None) -> None:
+        """Sync the clock for a request about to be sent; its failure means "not sent"."""
+        try:
             await self._clock.sync(self._sample_server_time, signed_at_generation=generation)
+        except BybitError as error:
+            # The error is shared by every caller of the sync: each gets its own copy.
+            unsent = copy.copy(error)
+            unsent.sent = False
+            raise unsent from error
 
     async def _send(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
     ) -> ApiResponse:
         if self._halted is not None:
             self._check_halted(method, path)
-        http = self._http or self._open()
-        clock = self._clock
-        if signed and clock.offset_ms is None:
-            await clock.sync(self._sample_server_time)
-        permit = await self._acquire(method, path)
-        generation = clock.generation
-        if signed:
-            timestamp = str(clock.now_ms())
-            signature = self._signer.sign(timestamp.encode() + self._key_window + payload)
-            headers = {
-                **self._auth_headers,
-                "X-BAPI-TIMESTAMP": timestamp,
-                "X-BAPI-SIGN": signature,
-            }
-        else:
-            headers = self._headers
+        http = self._http or self._open(method, path)
+        if signed and self._clock.offset_ms is None:
+            await self._sync_clock()
+        permit = await self._acquire(method, path, number)
+        generation = self._clock.generation
+        # The signed headers are built in the call itself, never bound to a name
+        # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body = await self._exchange(
-            http, permit, method, path, url, payload, headers, number
+            http,
+            permit,
+            method,
+            path,
+            url,
+            payload,
+            self._signed_headers(payload) if signed else self._headers,
+            number,
         )
         return self._classify(method, path, status, resp_headers, body, generation, number)
 
-    async def _acquire(self, method: str, path: str) -> Permit | None:
-        """Wait for the limiter's permit; None when there is no limiter."""
+    def _signed_headers(self, payload: bytes) -> dict[str, str]:
+        timestamp = str(self._clock.now_ms())
+        return {
+            **self._auth_headers,
+            "X-BAPI-TIMESTAMP": timestamp,
+            "X-BAPI-SIGN": self._signer.sign(timestamp.encode() + self._key_window + payload),
+        }
+
+    async def _acquire(self, method: str, path: str, number: int = 1) -> Permit | None:
+        """Wait for the limiter's permit for attempt *number*; None when there is no limiter."""
         if self._limiter is None:
             return None
+        task = asyncio.current_task()
+        queued = self._queued
+        if task is not None:
+            queued[task] = number == 1
         try:
             permit = await self._limiter.acquire(path)
         except LimiterUnavailableError as error:
             error.method = method
             raise
+        finally:
+            queued.pop(task, None)  # type: ignore[arg-type]
         if self._halted is not None:  # halted while this request waited
             permit.release(sent=False)
             self._check_halted(method, path)
@@ -453,7 +820,13 @@ class BybitSession:
         headers: Mapping[str, str],
         number: int,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one request and read its answer; give *permit* back when it ends."""
+        """Send one request and read its answer; give *permit* back when it ends.
+
+        Redirects are not followed, and the body is read up to the cap only.
+        """
+        failure: BybitError | None = None
+        cap = self._max_response_bytes
+        _CONNECTED.set(False)
         try:
             async with http.request(
                 method,
@@ -461,23 +834,46 @@ class BybitSession:
                 data=payload if method == "POST" else None,
                 headers=headers,
                 proxy=self._proxy,
+                allow_redirects=False,
             ) as resp:
-                body = await resp.read()
                 status = resp.status
                 resp_headers = resp.headers
+                length = resp.content_length
+                if length is not None and length <= cap and "Content-Encoding" not in resp_headers:
+                    body = await resp.read()  # one read, at most the cap: the usual case
+                else:
+                    body, whole = await _read_capped(resp, cap)
+                    if not whole and status == 200:
+                        failure = InvalidResponseError(
+                            body,
+                            method=method,
+                            path=path,
+                            reason=f"answer larger than max_response_bytes={cap}",
+                        )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            failure = _transport_error(exc, method, path)
-            if permit is not None:
-                # No connection means nothing reached Bybit; anything else may have.
-                permit.release(sent=not isinstance(failure, ConnectError))
+            failure = _transport_error(exc, method, path, _CONNECTED.get())
+            failure.__cause__ = exc
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
-            raise failure from exc
-        except BaseException:
+        except asyncio.CancelledError as exc:
+            del headers  # keep the signature out of this frame's locals in tracebacks
             if permit is not None:
-                permit.release()
+                permit.release(sent=_CONNECTED.get())
+            # aiohttp's frames below hold the signed headers too; a cancellation
+            # needs none of them to be understood.
+            raise exc.with_traceback(None)  # noqa: B904 (the same exception)
+        except BaseException:
+            del headers
+            if permit is not None:
+                permit.release(sent=_CONNECTED.get())
             raise
+        del headers
         if permit is not None:
-            permit.release()
+            permit.release(sent=failure is None or failure.sent)
+        if failure is not None:
+            # Raised outside the except clause, with aiohttp's error as the cause
+            # but stripped of its frames, which hold the signed headers: a
+            # traceback shown with its locals names the cause, not the signature.
+            raise failure from _frameless(failure.__cause__)
         return status, resp_headers, body
 
     def _classify(
@@ -492,8 +888,8 @@ class BybitSession:
     ) -> ApiResponse:
         """Return the answer as an `ApiResponse`, or raise the error it means."""
         clock = self._clock
-        limit_status = _int_header(resp_headers.get("X-Bapi-Limit-Status"))
-        reset_at = _int_header(resp_headers.get("X-Bapi-Limit-Reset-Timestamp"))
+        limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
+        reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
         if limit_status is not None:
             # Late rather than early: the reset is in server time, known only so well.
@@ -508,13 +904,22 @@ class BybitSession:
                 self._limiter.observe(path, limit_status, None if capped else reset_in)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
-        if retry_after is None and (header := _int_header(resp_headers.get("Retry-After"))):
+        if retry_after is None and (header := _int_header(resp_headers, "Retry-After")):
             retry_after = float(header)
 
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)
         if status != 200:
-            error: BybitError = error_for_status(status, body, method=method, path=path)
+            if 300 <= status < 400:
+                error: BybitError = HTTPStatusError(
+                    status,
+                    body.decode("utf-8", "replace"),
+                    method=method,
+                    path=path,
+                    detail=_redirect_detail(resp_headers.get("Location")),
+                )
+            else:
+                error = error_for_status(status, body, method=method, path=path)
         else:
             try:
                 envelope = orjson.loads(body)
@@ -531,7 +936,7 @@ class BybitSession:
                     envelope.get("result"),
                     envelope.get("retExtInfo"),
                     envelope.get("time"),
-                    _int_header(resp_headers.get("X-Bapi-Limit")),
+                    _int_header(resp_headers, "X-Bapi-Limit"),
                     limit_status,
                     reset_at,
                     ret_code == 0,
@@ -546,14 +951,14 @@ class BybitSession:
         error.retry_after = retry_after
         if rule_for(error).halt:
             _log.warning("%s %s: %s; halting for %.0f s", method, path, error, self._ban_cooldown)
-            self._halted = (asyncio.get_running_loop().time() + self._ban_cooldown, error)
+            self._halt(error)
         raise error
 
     async def _sample_server_time(self) -> TimeSample:
         """Read the server's clock, timing the HTTP exchange alone, not the limiter's wait."""
         if self._halted is not None:
             self._check_halted("GET", SERVER_TIME)
-        http = self._http or self._open()
+        http = self._http or self._open("GET", SERVER_TIME)
         permit = await self._acquire("GET", SERVER_TIME)
         url = self._url(SERVER_TIME)
         sent = self._clock.local_ms()
@@ -562,20 +967,31 @@ class BybitSession:
         )
         received = self._clock.local_ms()
         resp = self._classify("GET", SERVER_TIME, status, headers, body, self._clock.generation, 1)
-        try:
-            server = int(resp.result["timeNano"]) // 1_000_000
-        except (TypeError, KeyError, ValueError):
+        result = resp.result
+        server = parse_time_nano(result.get("timeNano") if isinstance(result, dict) else None)
+        if server is None:
+            # Adopting it would move every later timestamp by years: the clock stays as it was.
             raise InvalidResponseError(
-                orjson.dumps(resp.result), method="GET", path=SERVER_TIME
-            ) from None
+                body,
+                method="GET",
+                path=SERVER_TIME,
+                reason="server time is not a timeNano string between 2020 and 2100",
+            )
         return TimeSample(server, sent, received)
 
     # -- endpoints -------------------------------------------------------------
 
     async def get_server_time(self) -> int:
         """Return Bybit's time in Unix milliseconds (``GET /v5/market/time``)."""
-        sample = await self._retry.call(
-            lambda _: self._sample_server_time(), idempotent=True, before_retry=self._before_retry
+        sample = await self._guard(
+            "GET",
+            SERVER_TIME,
+            self._deadline,
+            self._retry.call(
+                lambda _: self._sample_server_time(),
+                idempotent=True,
+                before_retry=self._before_retry,
+            ),
         )
         return sample.server_ms
 
@@ -610,7 +1026,12 @@ class BybitSession:
         async def sync(_: int) -> None:
             await self._clock.sync(best_of)
 
-        await self._retry.call(sync, idempotent=True, before_retry=self._before_retry)
+        await self._guard(
+            "GET",
+            SERVER_TIME,
+            self._deadline,
+            self._retry.call(sync, idempotent=True, before_retry=self._before_retry),
+        )
 
     async def set_auto_add_margin(
         self,
