@@ -198,28 +198,12 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, b
 _Reason = Callable[[str, str], BybitError]
 
 
-def _closed_reason(sent: bool) -> _Reason:
+def _ended(cls: type[BybitError], text: str, sent: bool) -> _Reason:
+    """The reason that raises *cls* with *text*, saying whether the request was sent."""
+
     def reason(method: str, path: str) -> BybitError:
-        error = SessionClosedError(
-            "the session was closed before the call ended"
-            + ("" if sent else "; the request was not sent"),
-            method=method,
-            path=path,
-        )
-        error.sent = sent
-        return error
-
-    return reason
-
-
-def _deadline_reason(deadline: float, sent: bool) -> _Reason:
-    def reason(method: str, path: str) -> BybitError:
-        error = RequestTimeout(
-            f"the call's deadline of {deadline:g} s passed (retries and waits included)"
-            + ("" if sent else "; the request was not sent"),
-            method=method,
-            path=path,
-        )
+        tail = "" if sent else "; the request was not sent"
+        error = cls(text + tail, method=method, path=path)
         error.sent = sent
         return error
 
@@ -486,7 +470,14 @@ class BybitSession:
             return
         self._closed = True
         for task in list(self._calls):
-            self._interrupt(task, _closed_reason(self._may_have_sent(task)))
+            self._interrupt(
+                task,
+                _ended(
+                    SessionClosedError,
+                    "the session was closed before the call ended",
+                    self._may_have_sent(task),
+                ),
+            )
         self._clock.cancel(
             SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
         )
@@ -601,7 +592,14 @@ class BybitSession:
         return not self._queued.get(task, False)
 
     def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
-        self._interrupt(task, _deadline_reason(deadline, self._may_have_sent(task)))
+        self._interrupt(
+            task,
+            _ended(
+                RequestTimeout,
+                f"the call's deadline of {deadline:g} s passed (retries and waits included)",
+                self._may_have_sent(task),
+            ),
+        )
 
     def _interrupt(self, task: asyncio.Task[Any], reason: _Reason) -> None:
         """End the call that *task* is making: it raises ``reason(method, path)``.
