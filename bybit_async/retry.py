@@ -134,6 +134,18 @@ def should_retry(error: BaseException, idempotent: bool) -> bool:
     return retry is Retry.ALWAYS
 
 
+def _before_sleep(
+    on_retry: Callable[[BybitError, int, float], object],
+) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(error, BybitError):
+            on_retry(error, state.attempt_number, float(wait))
+
+    return before_sleep
+
+
 class RetryPolicy:
     """Up to *max_retries* retries with exponential back-off and full jitter.
 
@@ -187,17 +199,22 @@ class RetryPolicy:
         *,
         idempotent: bool,
         before_retry: Callable[[BybitError, RetryRule], Awaitable[None]],
+        on_retry: Callable[[BybitError, int, float], object] | None = None,
     ) -> T:
         """Return ``await attempt(n)`` for n = 1, 2, ... until it succeeds or may not retry.
 
         *before_retry* runs after the back-off, before each new attempt, with the
-        previous error.  The error finally raised has ``attempts`` set.
+        previous error.  *on_retry*, if given, is called before each back-off
+        with the error, the number of the attempt that failed and the wait in
+        seconds.  The error finally raised has ``attempts`` set.
         """
         try:
             return await attempt(1)
         except BybitError as error:
             first = error
-        return await self.retry(first, attempt, idempotent=idempotent, before_retry=before_retry)
+        return await self.retry(
+            first, attempt, idempotent=idempotent, before_retry=before_retry, on_retry=on_retry
+        )
 
     async def retry(
         self,
@@ -206,6 +223,7 @@ class RetryPolicy:
         *,
         idempotent: bool,
         before_retry: Callable[[BybitError, RetryRule], Awaitable[None]],
+        on_retry: Callable[[BybitError, int, float], object] | None = None,
     ) -> T:
         """Go on as `call` does after the first attempt failed with *first*.
 
@@ -222,6 +240,7 @@ class RetryPolicy:
             wait=self._wait,
             retry=retry_if_exception(lambda e: self.may_retry(e, idempotent)),
             sleep=self.sleep,
+            before_sleep=None if on_retry is None else _before_sleep(on_retry),
             reraise=True,
         )
         try:

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
@@ -45,6 +46,21 @@ from .errors import (
     error_for_status,
     is_not_modified,
 )
+from .events import (
+    LIMITER_WAIT_REPORTED,
+    AttemptAnswered,
+    AttemptFailed,
+    CallEnded,
+    ClockSynced,
+    Event,
+    EventHook,
+    LimiterWaited,
+    RetryScheduled,
+    SessionClosed,
+    SessionHalted,
+    SessionResumed,
+    reason_of,
+)
 from .models import ApiResponse, PositionIdx
 from .positions import EnsureReport, Position
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
@@ -52,6 +68,7 @@ from .positions import get_positions as _get_positions
 from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
+from .stats import LimitStatus, SessionStats, StatsRecorder
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -329,6 +346,12 @@ class BybitSession:
     `SessionHaltedError` at once (see `resume`).  An answer body over
     *max_response_bytes* (counted after decompression) raises
     `InvalidResponseError`.  *proxy* is an HTTP proxy URL.
+
+    *on_event* is called with an event (`bybit_async.events`) for each
+    attempt, retry, limiter wait, call, clock sync, halt and close; one that
+    raises is logged and the call goes on.  The counts and timings that
+    `stats` returns are kept unless *stats* is false.  *trace_configs* go
+    to the `aiohttp.ClientSession` (for tracing, such as OpenTelemetry's).
     """
 
     def __init__(
@@ -354,6 +377,9 @@ class BybitSession:
         max_server_wait: float = 10.0,
         deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_event: EventHook | None = None,
+        stats: bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -373,6 +399,14 @@ class BybitSession:
         _check_positive("max_response_bytes", max_response_bytes, int)
         if deadline is not None:
             _check_deadline(deadline)
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        if not isinstance(stats, bool):
+            raise TypeError(f"stats must be a bool, got {stats!r}")
+        if trace_configs is not None:
+            trace_configs = list(trace_configs)
+            if not all(isinstance(t, aiohttp.TraceConfig) for t in trace_configs):
+                raise TypeError("trace_configs must be aiohttp.TraceConfig objects")
         if testnet and demo:
             raise ValueError("testnet and demo are different hosts: choose one")
         if base_url is None:
@@ -397,11 +431,20 @@ class BybitSession:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._deadline = deadline
         self._max_response_bytes = max_response_bytes
+        self._on_event = on_event
+        self._stats = StatsRecorder() if stats else None
+        # Whether anything observes: one test on the request path when nothing does.
+        self._observed = on_event is not None or stats
+        self._trace_configs = trace_configs
+        # The exception types of on_event already logged with their traceback.
+        self._callback_failures: set[type[BaseException]] = set()
         self._signer = signer
         self._limiter = limiter
         self._proxy = proxy
         self._max_connections = max_connections
         self._clock = clock or ServerClock()
+        # The clock's generation last reported: a sync shared by many callers is one event.
+        self._clock_seen = self._clock.generation
         self._retry = RetryPolicy(
             max_retries,
             initial_wait=backoff_initial,
@@ -468,6 +511,8 @@ class BybitSession:
             self._closed = True
             self._abandon_pool()
             return
+        if not self._closed and self._on_event is not None:
+            self._emit(SessionClosed(time.time(), len(self._calls)))
         self._closed = True
         for task in list(self._calls):
             self._interrupt(
@@ -532,27 +577,68 @@ class BybitSession:
 
     def resume(self) -> None:
         """Send again before the cool-off after an IP ban has ended."""
+        if self._halted is not None:
+            self._resumed(early=True)
+
+    def stats(self) -> SessionStats:
+        """Return a snapshot of the session's counts and timings (`bybit_async.stats`).
+
+        Raises `RuntimeError` for a session created with ``stats=False``.
+        """
+        if self._stats is None:
+            raise RuntimeError("this session was created with stats=False")
+        halted = self._halted is not None and self._halted[0] > time.monotonic()
+        return self._stats.snapshot(halted=halted)
+
+    def _emit(self, event: Event) -> None:
+        """Give *event* to ``on_event``; what it raises is logged, never passed on."""
+        assert self._on_event is not None
+        try:
+            self._on_event(event)
+        except Exception as exc:
+            if self._stats is not None:
+                self._stats.callback_failed()
+            first = type(exc) not in self._callback_failures
+            self._callback_failures.add(type(exc))
+            # A traceback once per kind: a broken callback must not flood the log.
+            _log.error(
+                "on_event raised %s on %s%s",
+                type(exc).__name__,
+                type(event).__name__,
+                "" if first else " (again)",
+                exc_info=first,
+            )
+
+    def _resumed(self, *, early: bool) -> None:
         self._halted = None
+        if self._stats is not None:
+            self._stats.halted(False)
+        if self._on_event is not None:
+            self._emit(SessionResumed(time.time(), early))
 
     def _check_halted(self, method: str, path: str) -> None:
         assert self._halted is not None
         until, cause = self._halted
-        resume_in = until - asyncio.get_running_loop().time()
+        resume_in = until - time.monotonic()
         if resume_in <= 0:
-            self._halted = None
+            self._resumed(early=False)
             return
         raise SessionHaltedError(cause, resume_in, method=method, path=path)
 
     def _halt(self, error: BybitError) -> None:
         """Stop sending for the cool-off, and tell the calls waiting to send at once."""
-        self._halted = (asyncio.get_running_loop().time() + self._ban_cooldown, error)
+        self._halted = (time.monotonic() + self._ban_cooldown, error)
+        if self._stats is not None:
+            self._stats.halted(True)
+        if self._on_event is not None:
+            self._emit(SessionHalted(time.time(), reason_of(error), self._ban_cooldown))
         for task in [*self._queued, *self._sleeping]:
             self._interrupt(task, self._halted_reason)
 
     def _halted_reason(self, method: str, path: str) -> BybitError:
         if self._halted is not None:
             until, cause = self._halted
-            resume_in = max(0.0, until - asyncio.get_running_loop().time())
+            resume_in = max(0.0, until - time.monotonic())
             return SessionHaltedError(cause, resume_in, method=method, path=path)
         return SessionHaltedError(  # resumed meanwhile; the call was stopped all the same
             BybitError("an IP ban", method=method, path=path), 0.0, method=method, path=path
@@ -562,7 +648,9 @@ class BybitSession:
         if self._closed:
             raise SessionClosedError("the session is closed", method=method, path=path)
         connector = _Connector(limit=self._max_connections, ttl_dns_cache=300)
-        self._http = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._http = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, trace_configs=self._trace_configs
+        )
         return self._http
 
     def _url(self, path: str) -> URL:
@@ -629,8 +717,9 @@ class BybitSession:
             else loop.call_later(deadline, self._deadline_passed, task, deadline)
         )
         converted = False
+        started = time.perf_counter() if self._observed else 0.0
         try:
-            return await work
+            result = await work
         except asyncio.CancelledError:
             reason = self._calls[task]
             if reason is None:
@@ -639,13 +728,54 @@ class BybitSession:
             # Another cancellation besides the session's own wins (3.11+ can tell).
             if sys.version_info >= (3, 11) and task.uncancel() > 0:
                 raise
-            raise reason(method, path) from None
+            error = reason(method, path)
+            if self._observed:
+                self._call_ended(method, path, started, error, error.attempts)
+            raise error from None
+        except BybitError as error:
+            if self._observed:
+                self._call_ended(method, path, started, error, error.attempts)
+            raise
+        else:
+            if self._observed:
+                attempts = result.attempts if isinstance(result, ApiResponse) else 1
+                self._call_ended(method, path, started, None, attempts)
+            return result
         finally:
             if timer is not None:
                 timer.cancel()
             reason = self._calls.pop(task)
             if reason is not None and not converted and sys.version_info >= (3, 11):
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
+
+    def _call_ended(
+        self, method: str, path: str, started: float, error: BybitError | None, attempts: int
+    ) -> None:
+        reason = None if error is None else reason_of(error)
+        if self._stats is not None:
+            self._stats.call_ended(reason)
+        if self._on_event is not None:
+            elapsed = time.perf_counter() - started
+            self._emit(CallEnded(time.time(), method, path, attempts, elapsed, reason))
+
+    def _retried(self, error: BybitError, attempt: int, wait: float) -> None:
+        reason = reason_of(error)
+        if self._stats is not None:
+            self._stats.retried(reason)
+        if self._on_event is not None:
+            self._emit(RetryScheduled(time.time(), error.method, error.path, attempt, reason, wait))
+
+    def _clock_synced(self) -> None:
+        """Report the clock's last sync, once however many callers shared it."""
+        clock = self._clock
+        if clock.generation == self._clock_seen or clock.offset_ms is None:
+            return
+        self._clock_seen = clock.generation
+        round_trip = clock.round_trip_ms or 0
+        if self._stats is not None:
+            self._stats.clock_synced(clock.offset_ms, round_trip)
+        if self._on_event is not None:
+            self._emit(ClockSynced(time.time(), clock.offset_ms, round_trip))
 
     async def _back_off(self, seconds: float) -> None:
         """Sleep between attempts; an IP ban meanwhile ends the sleep (see `_halt`)."""
@@ -737,6 +867,7 @@ class BybitSession:
             functools.partial(self._send, method, path, url, payload, signed),
             idempotent=idempotent,
             before_retry=self._before_retry,
+            on_retry=self._retried if self._observed else None,
         )
 
     async def _before_retry(self, error: BybitError, rule: RetryRule) -> None:
@@ -749,6 +880,8 @@ class BybitSession:
         """Sync the clock for a request about to be sent; its failure means "not sent"."""
         try:
             await self._clock.sync(self._sample_server_time, signed_at_generation=generation)
+            if self._observed:
+                self._clock_synced()
         except BybitError as error:
             # The error is shared by every caller of the sync: each gets its own copy.
             unsent = copy.copy(error)
@@ -767,7 +900,7 @@ class BybitSession:
         generation = self._clock.generation
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
-        status, resp_headers, body = await self._exchange(
+        status, resp_headers, body, latency = await self._exchange(
             http,
             permit,
             method,
@@ -777,7 +910,7 @@ class BybitSession:
             self._signed_headers(payload) if signed else self._headers,
             number,
         )
-        return self._classify(method, path, status, resp_headers, body, generation, number)
+        return self._classify(method, path, status, resp_headers, body, generation, number, latency)
 
     def _signed_headers(self, payload: bytes) -> dict[str, str]:
         timestamp = str(self._clock.now_ms())
@@ -795,6 +928,7 @@ class BybitSession:
         queued = self._queued
         if task is not None:
             queued[task] = number == 1
+        started = time.perf_counter() if self._observed else 0.0
         try:
             permit = await self._limiter.acquire(path)
         except LimiterUnavailableError as error:
@@ -802,6 +936,12 @@ class BybitSession:
             raise
         finally:
             queued.pop(task, None)  # type: ignore[arg-type]
+        if self._observed:
+            waited = time.perf_counter() - started
+            if self._stats is not None:
+                self._stats.waited(waited)
+            if self._on_event is not None and waited >= LIMITER_WAIT_REPORTED:
+                self._emit(LimiterWaited(time.time(), method, path, waited))
         if self._halted is not None:  # halted while this request waited
             permit.release(sent=False)
             self._check_halted(method, path)
@@ -817,14 +957,16 @@ class BybitSession:
         payload: bytes,
         headers: Mapping[str, str],
         number: int,
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes, float]:
         """Send one request and read its answer; give *permit* back when it ends.
 
+        Returns the status, headers, body and the seconds the exchange took.
         Redirects are not followed, and the body is read up to the cap only.
         """
         failure: BybitError | None = None
         cap = self._max_response_bytes
         _CONNECTED.set(False)
+        started = time.perf_counter()
         try:
             async with http.request(
                 method,
@@ -865,14 +1007,69 @@ class BybitSession:
                 permit.release(sent=_CONNECTED.get())
             raise
         del headers
+        latency = time.perf_counter() - started
         if permit is not None:
             permit.release(sent=failure is None or failure.sent)
+        if failure is not None and self._observed:
+            self._attempt_failed(method, path, number, failure, latency)
         if failure is not None:
             # Raised outside the except clause, with aiohttp's error as the cause
             # but stripped of its frames, which hold the signed headers: a
             # traceback shown with its locals names the cause, not the signature.
             raise failure from _frameless(failure.__cause__)
-        return status, resp_headers, body
+        return status, resp_headers, body, latency
+
+    def _attempt_failed(
+        self, method: str, path: str, number: int, failure: BybitError, latency: float
+    ) -> None:
+        reason = reason_of(failure)
+        if self._stats is not None:
+            self._stats.failed(path, reason)
+        if self._on_event is not None:
+            self._emit(
+                AttemptFailed(time.time(), method, path, number, reason, failure.sent, latency)
+            )
+
+    def _answered(
+        self,
+        method: str,
+        path: str,
+        number: int,
+        status: int,
+        ret_code: int | None,
+        latency: float,
+        ok: bool,
+        resp_headers: Mapping[str, str],
+        limit_status: int | None,
+        reset_at: int | None,
+    ) -> None:
+        limit = _int_header(resp_headers, "X-Bapi-Limit") if limit_status is not None else None
+        if self._stats is not None:
+            self._stats.answered(
+                path,
+                status,
+                ret_code,
+                latency,
+                ok,
+                None
+                if limit_status is None
+                else LimitStatus(limit_status, limit, reset_at, time.time()),
+            )
+        if self._on_event is not None:
+            self._emit(
+                AttemptAnswered(
+                    time.time(),
+                    method,
+                    path,
+                    number,
+                    status,
+                    ret_code,
+                    latency,
+                    limit_status,
+                    limit,
+                    ok,
+                )
+            )
 
     def _classify(
         self,
@@ -883,6 +1080,7 @@ class BybitSession:
         body: bytes,
         generation: int,
         number: int,
+        latency: float,
     ) -> ApiResponse:
         """Return the answer as an `ApiResponse`, or raise the error it means."""
         clock = self._clock
@@ -907,6 +1105,7 @@ class BybitSession:
 
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)
+        ret_code: object = None
         if status != 200:
             if 300 <= status < 400:
                 error: BybitError = HTTPStatusError(
@@ -926,8 +1125,22 @@ class BybitSession:
             except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
                 ret_code = None
             if type(ret_code) is not int:
+                ret_code = None
                 error = InvalidResponseError(body, method=method, path=path)
             elif ret_code == 0 or is_not_modified(path, ret_code, ret_msg):
+                if self._observed:
+                    self._answered(
+                        method,
+                        path,
+                        number,
+                        status,
+                        ret_code,
+                        latency,
+                        True,
+                        resp_headers,
+                        limit_status,
+                        reset_at,
+                    )
                 return ApiResponse(
                     ret_code,
                     ret_msg,
@@ -947,6 +1160,19 @@ class BybitSession:
                 api_error.clock_generation = generation
                 error = api_error
         error.retry_after = retry_after
+        if self._observed:
+            self._answered(
+                method,
+                path,
+                number,
+                status,
+                cast("int | None", ret_code),
+                latency,
+                False,
+                resp_headers,
+                limit_status,
+                reset_at,
+            )
         if rule_for(error).halt:
             _log.warning("%s %s: %s; halting for %.0f s", method, path, error, self._ban_cooldown)
             self._halt(error)
@@ -960,11 +1186,13 @@ class BybitSession:
         permit = await self._acquire("GET", SERVER_TIME)
         url = self._url(SERVER_TIME)
         sent = self._clock.local_ms()
-        status, headers, body = await self._exchange(
+        status, headers, body, latency = await self._exchange(
             http, permit, "GET", SERVER_TIME, url, b"", self._headers, 1
         )
         received = self._clock.local_ms()
-        resp = self._classify("GET", SERVER_TIME, status, headers, body, self._clock.generation, 1)
+        resp = self._classify(
+            "GET", SERVER_TIME, status, headers, body, self._clock.generation, 1, latency
+        )
         result = resp.result
         server = parse_time_nano(result.get("timeNano") if isinstance(result, dict) else None)
         if server is None:
@@ -989,6 +1217,7 @@ class BybitSession:
                 lambda _: self._sample_server_time(),
                 idempotent=True,
                 before_retry=self._before_retry,
+                on_retry=self._retried if self._observed else None,
             ),
         )
         return sample.server_ms
@@ -1023,12 +1252,19 @@ class BybitSession:
 
         async def sync(_: int) -> None:
             await self._clock.sync(best_of)
+            if self._observed:
+                self._clock_synced()
 
         await self._guard(
             "GET",
             SERVER_TIME,
             self._deadline,
-            self._retry.call(sync, idempotent=True, before_retry=self._before_retry),
+            self._retry.call(
+                sync,
+                idempotent=True,
+                before_retry=self._before_retry,
+                on_retry=self._retried if self._observed else None,
+            ),
         )
 
     async def set_auto_add_margin(

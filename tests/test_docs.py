@@ -306,7 +306,16 @@ def test_hosts_table_matches_the_code() -> None:
 
 def test_api_reference_pages_cover_the_modules() -> None:
     text = "\n".join(p.read_text() for p in (ROOT / "docs").glob("api*.md"))
-    for module in ("errors", "testing", "ratelimit", "retry", "clock", "signing"):
+    for module in (
+        "errors",
+        "testing",
+        "ratelimit",
+        "retry",
+        "clock",
+        "signing",
+        "events",
+        "stats",
+    ):
         assert f"::: bybit_async.{module}\n" in text
     assert "::: bybit_async\n" in text
     assert bybit_async.__version__
@@ -520,7 +529,17 @@ def test_public_dataclass_fields_have_meanings_in_help() -> None:
     import pydoc
 
     checked = []
-    for name in ("models", "cli", "retry", "ratelimit", "clock", "errors", "testing"):
+    for name in (
+        "models",
+        "cli",
+        "retry",
+        "ratelimit",
+        "clock",
+        "errors",
+        "testing",
+        "events",
+        "stats",
+    ):
         module = importlib.import_module(f"bybit_async.{name}")
         for public in getattr(module, "__all__", ()):
             cls = getattr(module, public)
@@ -534,4 +553,11 @@ def test_public_dataclass_fields_have_meanings_in_help() -> None:
                     f"help({public}) does not say what {field.name} means"
                 )
             checked.append(public)
-    assert {"ApiResponse", "Outcome", "RetryRule", "RateLimits"} <= set(checked)
+    assert {
+        "ApiResponse",
+        "Outcome",
+        "RetryRule",
+        "RateLimits",
+        "AttemptAnswered",
+        "SessionStats",
+    } <= set(checked)

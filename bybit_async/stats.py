@@ -1,0 +1,350 @@
+"""Counts and timings of a session, as `BybitSession.stats` returns them.
+
+A session keeps a `StatsRecorder` unless created with ``stats=False``.  It
+counts every attempt by path, HTTP status, retCode and transport failure,
+every retry by reason, every call, and every wait for the rate limiter; it
+keeps the last ``X-Bapi-Limit-Status`` of each path and the clock's offset.
+Percentiles (`Percentiles`) are over the last `SAMPLES` values of each
+series, so that they follow an engine that runs for weeks; counts and
+totals are since the session was created (or `StatsRecorder.reset`).
+
+`BybitSession.stats` returns a `SessionStats`, a frozen snapshot;
+`SessionStats.as_dict` gives it as plain JSON-ready values, for a metrics
+exporter or a log line.  Nothing in it is secret: paths, codes, counts,
+seconds and reasons (`bybit_async.events.reason_of`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = [
+    "SAMPLES",
+    "LimitStatus",
+    "PathStats",
+    "Percentiles",
+    "SessionStats",
+    "StatsRecorder",
+]
+
+#: How many of the latest values of each series the percentiles are over.
+SAMPLES: Final = 1024
+
+_EMPTY: Mapping[Any, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """A series of durations in seconds.
+
+    *count* and *total* are over every value recorded; *max* and the
+    percentiles *p50*, *p90* and *p99* (nearest rank) are over the last
+    `SAMPLES`.  All are 0 when nothing was recorded.
+    """
+
+    count: int
+    total: float
+    max: float
+    p50: float
+    p90: float
+    p99: float
+
+    @classmethod
+    def of(cls, count: int, total: float, recent: Iterable[float]) -> Percentiles:
+        """Return the percentiles of *recent*, with *count* and *total* over all values."""
+        ordered = sorted(recent)
+        if not ordered:
+            return cls(count, total, 0.0, 0.0, 0.0, 0.0)
+        last = len(ordered) - 1
+
+        def rank(q: float) -> float:
+            return ordered[min(last, max(0, math.ceil(q * len(ordered)) - 1))]
+
+        return cls(count, total, ordered[-1], rank(0.5), rank(0.9), rank(0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """The rate-limit headers of the last answer on a path.
+
+    *remaining* is ``X-Bapi-Limit-Status``, *limit* ``X-Bapi-Limit`` (None
+    if absent), *reset_at_ms* ``X-Bapi-Limit-Reset-Timestamp`` (Unix ms,
+    None if absent) and *at* the wall-clock time of the answer.
+    """
+
+    remaining: int
+    limit: int | None
+    reset_at_ms: int | None
+    at: float
+
+    @property
+    def used(self) -> float | None:
+        """The share of the limit in use, from 0.0 to 1.0; None without a limit."""
+        if not self.limit:
+            return None
+        return min(1.0, max(0.0, 1 - self.remaining / self.limit))
+
+
+@dataclass(frozen=True, slots=True)
+class PathStats:
+    """The attempts on one path.
+
+    *requests* counts attempts that were made; *errors* those that did not
+    succeed.  *by_status* counts answers by HTTP status, *by_ret_code* by
+    retCode (0 included), and *failures* the attempts that got no answer by
+    reason (such as ``"RequestTimeout"``).  *latency* is from sending to the
+    body read, answers only; *limit* the last rate-limit headers.
+    """
+
+    requests: int
+    errors: int
+    by_status: Mapping[int, int]
+    by_ret_code: Mapping[int, int]
+    failures: Mapping[str, int]
+    latency: Percentiles
+    limit: LimitStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """A snapshot of a session's counts and timings.
+
+    *started_at* is when recording began (Unix seconds) and *elapsed* the
+    seconds since.  *calls* counts the session's calls (one per
+    ``set_auto_add_margin``, ``request``, ...), *calls_failed* those that
+    raised, by reason.  *requests* and *errors* total the attempts over
+    *paths*.  *retries* counts retries by the reason of the failure before
+    them, and *rate_limited* the answers with retCode 10006.  *limiter_wait*
+    is every wait for the rate limiter, zero-length ones included.
+    *clock_offset_ms* and *clock_round_trip_ms* are from the last of
+    *clock_syncs* syncs (None before the first).  *halted* says whether an IP
+    ban stops sending now, after *halts* halts; *callback_errors* counts
+    exceptions raised by ``on_event``.
+    """
+
+    started_at: float
+    elapsed: float
+    calls: int
+    calls_failed: Mapping[str, int]
+    requests: int
+    errors: int
+    paths: Mapping[str, PathStats]
+    retries: Mapping[str, int]
+    rate_limited: int
+    limiter_wait: Percentiles
+    clock_offset_ms: int | None
+    clock_round_trip_ms: int | None
+    clock_syncs: int
+    halted: bool
+    halts: int
+    callback_errors: int
+
+    @property
+    def retried(self) -> int:
+        """The number of retries, all reasons together."""
+        return sum(self.retries.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the snapshot as JSON-ready values: dicts, lists, str, numbers, None.
+
+        Mapping keys become strings (``"200"``, ``"10006"``); the `LimitStatus`
+        of a path gains ``used``.
+        """
+        out: dict[str, Any] = {
+            name: _plain(getattr(self, name)) for name in self.__dataclass_fields__
+        }
+        out["retried"] = self.retried
+        for name, path in self.paths.items():
+            if path.limit is not None:
+                out["paths"][name]["limit"]["used"] = path.limit.used
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (Percentiles, LimitStatus, PathStats)):
+        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Path:
+    __slots__ = (
+        "by_ret_code",
+        "by_status",
+        "errors",
+        "failures",
+        "latency",
+        "latency_count",
+        "latency_total",
+        "limit",
+        "requests",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.by_status: Counter[int] = Counter()
+        self.by_ret_code: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.latency: deque[float] = deque(maxlen=SAMPLES)
+        self.latency_count = 0
+        self.latency_total = 0.0
+        self.limit: LimitStatus | None = None
+
+    def snapshot(self) -> PathStats:
+        return PathStats(
+            self.requests,
+            self.errors,
+            MappingProxyType(dict(self.by_status)),
+            MappingProxyType(dict(self.by_ret_code)),
+            MappingProxyType(dict(self.failures)),
+            Percentiles.of(self.latency_count, self.latency_total, self.latency),
+            self.limit,
+        )
+
+
+class StatsRecorder:
+    """Records what a session does; `snapshot` returns a `SessionStats`.
+
+    The session calls its methods on the request path, so each only counts
+    and appends; the sorting for percentiles happens in `snapshot`.
+    *wall* is the wall clock (Unix seconds).
+    """
+
+    __slots__ = (
+        "_callback_errors",
+        "_calls",
+        "_calls_failed",
+        "_clock",
+        "_clock_syncs",
+        "_halted",
+        "_halts",
+        "_paths",
+        "_rate_limited",
+        "_retries",
+        "_started_at",
+        "_wait_count",
+        "_wait_total",
+        "_waits",
+        "_wall",
+    )
+
+    def __init__(self, *, wall: Callable[[], float] = time.time) -> None:
+        self._wall = wall
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything recorded; start again from now."""
+        self._started_at: float = self._wall()
+        self._paths: dict[str, _Path] = {}
+        self._calls = 0
+        self._calls_failed: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
+        self._rate_limited = 0
+        self._waits: deque[float] = deque(maxlen=SAMPLES)
+        self._wait_count = 0
+        self._wait_total = 0.0
+        self._clock: tuple[int, int] | None = None
+        self._clock_syncs = 0
+        self._halted = False
+        self._halts = 0
+        self._callback_errors = 0
+
+    def _path(self, path: str) -> _Path:
+        row = self._paths.get(path)
+        if row is None:
+            row = self._paths[path] = _Path()
+        return row
+
+    def answered(
+        self,
+        path: str,
+        status: int,
+        ret_code: int | None,
+        latency: float,
+        ok: bool,
+        limit: LimitStatus | None,
+    ) -> None:
+        """Count an attempt that got an answer."""
+        row = self._path(path)
+        row.requests += 1
+        if not ok:
+            row.errors += 1
+        row.by_status[status] += 1
+        if ret_code is not None:
+            row.by_ret_code[ret_code] += 1
+            if ret_code == 10006:
+                self._rate_limited += 1
+        row.latency.append(latency)
+        row.latency_count += 1
+        row.latency_total += latency
+        if limit is not None:
+            row.limit = limit
+
+    def failed(self, path: str, reason: str) -> None:
+        """Count an attempt that got no answer, for *reason*."""
+        row = self._path(path)
+        row.requests += 1
+        row.errors += 1
+        row.failures[reason] += 1
+
+    def retried(self, reason: str) -> None:
+        """Count a retry after a failure for *reason*."""
+        self._retries[reason] += 1
+
+    def waited(self, seconds: float) -> None:
+        """Record one wait for the rate limiter."""
+        self._waits.append(seconds)
+        self._wait_count += 1
+        self._wait_total += seconds
+
+    def call_ended(self, reason: str | None) -> None:
+        """Count a call that returned (*reason* None) or raised for *reason*."""
+        self._calls += 1
+        if reason is not None:
+            self._calls_failed[reason] += 1
+
+    def clock_synced(self, offset_ms: int, round_trip_ms: int) -> None:
+        """Record a clock sync."""
+        self._clock = (offset_ms, round_trip_ms)
+        self._clock_syncs += 1
+
+    def halted(self, on: bool) -> None:
+        """Record that the session halted (*on*) or resumed."""
+        if on:
+            self._halts += 1
+        self._halted = on
+
+    def callback_failed(self) -> None:
+        """Count an exception raised by ``on_event``."""
+        self._callback_errors += 1
+
+    def snapshot(self, *, halted: bool | None = None) -> SessionStats:
+        """Return what was recorded so far; *halted*, if given, is the halt's state now."""
+        paths = {name: row.snapshot() for name, row in sorted(self._paths.items())}
+        clock = self._clock
+        return SessionStats(
+            started_at=self._started_at,
+            elapsed=max(0.0, self._wall() - self._started_at),
+            calls=self._calls,
+            calls_failed=MappingProxyType(dict(self._calls_failed)),
+            requests=sum(p.requests for p in paths.values()),
+            errors=sum(p.errors for p in paths.values()),
+            paths=MappingProxyType(paths),
+            retries=MappingProxyType(dict(self._retries)),
+            rate_limited=self._rate_limited,
+            limiter_wait=Percentiles.of(self._wait_count, self._wait_total, self._waits),
+            clock_offset_ms=None if clock is None else clock[0],
+            clock_round_trip_ms=None if clock is None else clock[1],
+            clock_syncs=self._clock_syncs,
+            halted=self._halted if halted is None else halted,
+            halts=self._halts,
+            callback_errors=self._callback_errors,
+        )
