@@ -141,7 +141,9 @@ class LimiterWaited:
 class CallEnded:
     """A call returned (*reason* None) or raised, after *attempts* and *elapsed* seconds.
 
-    *at* is the wall-clock time (Unix seconds); *method* and *path* are the call's.
+    *at* is the wall-clock time (Unix seconds); *method* and *path* are the
+    call's.  A call its caller cancelled has *reason* ``"cancelled"`` and
+    *attempts* 0 (not known).
     """
 
     at: float

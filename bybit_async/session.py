@@ -211,6 +211,9 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, b
     return b"".join(chunks), True
 
 
+# The reason of a call its caller cancelled, in stats and events.
+_CANCELLED: Final = "cancelled"
+
 # Why the session ended a call: makes the error it raises, from its method and path.
 _Reason = Callable[[str, str], BybitError]
 
@@ -722,19 +725,20 @@ class BybitSession:
             result = await work
         except asyncio.CancelledError:
             reason = self._calls[task]
-            if reason is None:
-                raise
-            converted = True
+            if reason is not None:
+                converted = True
             # Another cancellation besides the session's own wins (3.11+ can tell).
-            if sys.version_info >= (3, 11) and task.uncancel() > 0:
+            if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
+                if self._observed:
+                    self._call_ended(method, path, started, _CANCELLED, 0)
                 raise
             error = reason(method, path)
             if self._observed:
-                self._call_ended(method, path, started, error, error.attempts)
+                self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise error from None
         except BybitError as error:
             if self._observed:
-                self._call_ended(method, path, started, error, error.attempts)
+                self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise
         else:
             if self._observed:
@@ -749,9 +753,8 @@ class BybitSession:
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
 
     def _call_ended(
-        self, method: str, path: str, started: float, error: BybitError | None, attempts: int
+        self, method: str, path: str, started: float, reason: str | None, attempts: int
     ) -> None:
-        reason = None if error is None else reason_of(error)
         if self._stats is not None:
             self._stats.call_ended(reason)
         if self._on_event is not None:

@@ -349,3 +349,20 @@ def test_percentiles_are_nearest_rank_over_recent_samples() -> None:
     # Percentiles follow the last SAMPLES waits; the count and total are over all.
     assert wait.total == sum(range(SAMPLES + 10))
     assert wait.p50 == 10 + SAMPLES // 2 - 1
+
+
+async def test_a_call_its_caller_cancels_is_counted_as_cancelled(
+    sim: BybitSimulator, make_session: MakeSession
+) -> None:
+    events, on_event = _collect()
+    session = make_session(on_event=on_event, rate_limits=None)
+    await session.warm_up()
+    sim.inject(Fault.stall(), path=PATH)
+    call = asyncio.ensure_future(session.set_auto_add_margin("BTCUSDT", True))
+    await sim.wait_for_requests(2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert dict(session.stats().calls_failed) == {"cancelled": 1}
+    (ended,) = [e for e in _of(events, CallEnded) if e.path == PATH]
+    assert (ended.reason, ended.attempts) == ("cancelled", 0)
