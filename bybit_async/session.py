@@ -68,7 +68,7 @@ from .positions import get_positions as _get_positions
 from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
-from .stats import LimitStatus, SessionStats, StatsRecorder
+from .stats import SessionStats, StatsRecorder
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -1048,16 +1048,7 @@ class BybitSession:
     ) -> None:
         limit = _int_header(resp_headers, "X-Bapi-Limit") if limit_status is not None else None
         if self._stats is not None:
-            self._stats.answered(
-                path,
-                status,
-                ret_code,
-                latency,
-                ok,
-                None
-                if limit_status is None
-                else LimitStatus(limit_status, limit, reset_at, time.time()),
-            )
+            self._stats.answered(path, status, ret_code, latency, ok, limit_status, limit, reset_at)
         if self._on_event is not None:
             self._emit(
                 AttemptAnswered(

@@ -196,7 +196,8 @@ class _Path:
         self.latency: deque[float] = deque(maxlen=SAMPLES)
         self.latency_count = 0
         self.latency_total = 0.0
-        self.limit: LimitStatus | None = None
+        # (remaining, limit, reset_at_ms, at): a LimitStatus is built only for a snapshot.
+        self.limit: tuple[int, int | None, int | None, float] | None = None
 
     def snapshot(self) -> PathStats:
         return PathStats(
@@ -206,7 +207,7 @@ class _Path:
             MappingProxyType(dict(self.by_ret_code)),
             MappingProxyType(dict(self.failures)),
             Percentiles.of(self.latency_count, self.latency_total, self.latency),
-            self.limit,
+            None if self.limit is None else LimitStatus(*self.limit),
         )
 
 
@@ -270,9 +271,11 @@ class StatsRecorder:
         ret_code: int | None,
         latency: float,
         ok: bool,
-        limit: LimitStatus | None,
+        remaining: int | None = None,
+        limit: int | None = None,
+        reset_at_ms: int | None = None,
     ) -> None:
-        """Count an attempt that got an answer."""
+        """Count an attempt that got an answer, with its rate-limit headers if it had them."""
         row = self._path(path)
         row.requests += 1
         if not ok:
@@ -285,8 +288,8 @@ class StatsRecorder:
         row.latency.append(latency)
         row.latency_count += 1
         row.latency_total += latency
-        if limit is not None:
-            row.limit = limit
+        if remaining is not None:
+            row.limit = (remaining, limit, reset_at_ms, self._wall())
 
     def failed(self, path: str, reason: str) -> None:
         """Count an attempt that got no answer, for *reason*."""
