@@ -366,3 +366,36 @@ async def test_a_call_its_caller_cancels_is_counted_as_cancelled(
     assert dict(session.stats().calls_failed) == {"cancelled": 1}
     (ended,) = [e for e in _of(events, CallEnded) if e.path == PATH]
     assert (ended.reason, ended.attempts) == ("cancelled", 0)
+
+
+async def test_retry_policy_reports_each_retry_with_the_wait_it_sleeps() -> None:
+    from bybit_async import RateLimitError
+    from bybit_async.retry import RetryPolicy
+
+    slept: list[float] = []
+    reported: list[tuple[str, int, float]] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def nothing(_error: object, _rule: object) -> None:
+        return None
+
+    async def attempt(number: int) -> str:
+        if number < 3:
+            error = RateLimitError(10006, "Too many visits!", method="POST", path=PATH)
+            error.retry_after = 0.5
+            raise error
+        return "done"
+
+    policy = RetryPolicy(3, sleep=sleep)
+    result = await policy.call(
+        attempt,
+        idempotent=True,
+        before_retry=nothing,
+        on_retry=lambda e, n, wait: reported.append((reason_of(e), n, wait)),
+    )
+    assert result == "done"
+    assert [(r, n) for r, n, _ in reported] == [("retCode 10006", 1), ("retCode 10006", 2)]
+    assert [w for _, _, w in reported] == slept
+    assert all(w >= 0.5 for w in slept)
