@@ -47,6 +47,7 @@ from .positions import (
 from .ratelimit import ENDPOINT_LIMITS, RateLimits
 from .redis_limiter import RedisLimiter
 from .session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession, auto_add_margin_params
+from .stats import SessionStats
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,6 +117,10 @@ output:
   --json prints one JSON object per symbol on its own line as each finishes:
   symbol, outcome, ok, modified, ret_code, message, attempts and error (the
   exception's class name, or null).  It does not need rich.
+
+  The last line sums up what was sent: requests, retries by reason, retCode
+  10006 answers seen, the wait for the rate limiter and the elapsed time
+  (with --json, a final object {{"summary": {{...}}}}).
 
   --failures-only leaves out the symbols that succeeded; --summary-only prints
   only the counts (with --json, one object: symbols, elapsed_s, and a count per
@@ -244,7 +249,74 @@ class _Reporter(Protocol):
 
     def stop(self) -> None: ...
 
-    def finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...
+    def finished(
+        self, outcomes: list[Outcome], elapsed: float, traffic: _Traffic | None = None
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Traffic:
+    """What a run's sessions sent, for the summary at its end.
+
+    *requests* counts the attempts; *retries* the retries by reason (such as
+    ``"retCode 10006"``); *rate_limited* the answers with retCode 10006;
+    *limiter_wait* and *limiter_wait_max* the seconds spent waiting for the
+    rate limiter, in total and at most; *calls* and *calls_failed* the calls
+    and, by reason, those that raised.
+    """
+
+    requests: int
+    retries: Mapping[str, int]
+    rate_limited: int
+    limiter_wait: float
+    limiter_wait_max: float
+    calls: int
+    calls_failed: Mapping[str, int]
+
+    @classmethod
+    def of(cls, *stats: SessionStats) -> _Traffic:
+        """Add up the stats of a run's sessions."""
+        retries: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for one in stats:
+            for reason, n in one.retries.items():
+                retries[reason] = retries.get(reason, 0) + n
+            for reason, n in one.calls_failed.items():
+                failed[reason] = failed.get(reason, 0) + n
+        return cls(
+            requests=sum(one.requests for one in stats),
+            retries=dict(sorted(retries.items(), key=lambda item: (-item[1], item[0]))),
+            rate_limited=sum(one.rate_limited for one in stats),
+            limiter_wait=sum(one.limiter_wait.total for one in stats),
+            limiter_wait_max=max((one.limiter_wait.max for one in stats), default=0.0),
+            calls=sum(one.calls for one in stats),
+            calls_failed=dict(sorted(failed.items())),
+        )
+
+    def line(self, elapsed: float) -> str:
+        """The one-line summary, ending with *elapsed* seconds."""
+        retried = sum(self.retries.values())
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.retries.items())
+        return (
+            f"requests: {self.requests}, retries: {retried}"
+            f"{f' ({reasons})' if reasons else ''}, 10006 seen: {self.rate_limited}, "
+            f"limiter wait: {self.limiter_wait:.2f} s (max {self.limiter_wait_max:.2f} s), "
+            f"elapsed: {elapsed:.2f} s"
+        )
+
+    def as_json(self, elapsed: float) -> dict[str, Any]:
+        """The summary as ``--json``'s final record holds it."""
+        return {
+            "requests": self.requests,
+            "retried": sum(self.retries.values()),
+            "retries": dict(self.retries),
+            "rate_limited": self.rate_limited,
+            "limiter_wait_s": round(self.limiter_wait, 3),
+            "limiter_wait_max_s": round(self.limiter_wait_max, 3),
+            "calls": self.calls,
+            "calls_failed": dict(self.calls_failed),
+            "elapsed_s": round(elapsed, 3),
+        }
 
 
 # Which symbols the output lists: all, those that did not succeed, or none (counts only).
@@ -258,7 +330,8 @@ def _listed(outcome: Outcome, show: _Show) -> bool:
 class _JsonReporter:
     """One JSON line per symbol as each finishes; cancelled ones at the end.
 
-    With *show* ``"summary"``, one object of counts at the end instead.
+    With *show* ``"summary"``, one object of counts at the end instead.  The
+    run's traffic, if given, is the last line: ``{"summary": {...}}``.
     """
 
     def __init__(self, stream: TextIO, show: _Show = "all") -> None:
@@ -288,7 +361,9 @@ class _JsonReporter:
     def stop(self) -> None:
         pass
 
-    def finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+    def finished(
+        self, outcomes: list[Outcome], elapsed: float, traffic: _Traffic | None = None
+    ) -> None:
         for outcome in outcomes:
             if outcome.status == "cancelled" and _listed(outcome, self._show):
                 self._write(outcome.as_json())
@@ -302,6 +377,8 @@ class _JsonReporter:
                 if label in _ALWAYS_COUNTED or label in counts
             )
             self._write(record)
+        if traffic is not None:
+            self._write({"summary": traffic.as_json(elapsed)})
 
 
 _STYLES = {
@@ -374,7 +451,9 @@ class _TableReporter:
         if progress is not None:
             progress.stop()
 
-    def finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+    def finished(
+        self, outcomes: list[Outcome], elapsed: float, traffic: _Traffic | None = None
+    ) -> None:
         from rich.table import Table
         from rich.text import Text
 
@@ -407,6 +486,8 @@ class _TableReporter:
                 Text(f"({number}) {_plural(counts[message], self._noun)}: {message}")
             )
         self._console.print(Text(_summary(outcomes, elapsed, self._noun)))
+        if traffic is not None:
+            self._console.print(Text(traffic.line(elapsed)))
 
 
 def _failure_messages(outcomes: list[Outcome]) -> dict[str, int]:
@@ -752,7 +833,7 @@ async def _run_set(
     finally:
         reporter.stop()
     elapsed = time.perf_counter() - started
-    reporter.finished(outcomes, elapsed)
+    reporter.finished(outcomes, elapsed, _Traffic.of(probe.stats(), session.stats()))
     if unreachable is not None:
         print(f"{PROG}: {unreachable}; nothing was sent", file=sys.stderr, flush=True)
     return _exit_for(outcomes, batch.interrupted_by)
@@ -938,6 +1019,8 @@ output:
   settled: symbol, position_idx, status (unchanged, changed, skipped, failed,
   planned, cancelled), reason, auto_add_margin (as read), size, trade_mode, ok,
   written, ret_code, attempts and error.  The plan line goes to stderr.
+  The last line sums up requests, retries, 10006 seen, limiter wait and
+  elapsed time (with --json, a final object {{"summary": {{...}}}}).
 
   Ctrl-C cancels the writes in flight, closes the session and reports the
   positions already settled; the rest are reported as cancelled.  A cancelled
@@ -1124,7 +1207,7 @@ async def _run_ensure(
         or _ensure_outcome(row, flag, redact, cancelled=True)
         for row in plan.rows
     ]
-    reporter.finished(outcomes, time.perf_counter() - started)
+    reporter.finished(outcomes, time.perf_counter() - started, _Traffic.of(session.stats()))
     return _exit_for(outcomes, interrupted_by, "position")
 
 

@@ -59,9 +59,21 @@ class Ran:
     out: str
     err: str
 
+    def records(self) -> list[dict[str, Any]]:
+        """The ``--json`` lines, without the final summary record."""
+        objects = [json.loads(line) for line in self.out.splitlines()]
+        return [o for o in objects if "summary" not in o]
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` output's final record: the run's requests, retries and waits."""
+        last = json.loads(self.out.splitlines()[-1])
+        assert set(last) == {"summary"}, self.out
+        summary: dict[str, Any] = last["summary"]
+        return summary
+
     def json(self) -> dict[str, dict[str, Any]]:
         """The ``--json`` lines by symbol; each symbol must appear once."""
-        objects = [json.loads(line) for line in self.out.splitlines()]
+        objects = self.records()
         by_symbol = {o["symbol"]: o for o in objects}
         assert len(by_symbol) == len(objects), self.out
         return by_symbol
@@ -565,7 +577,7 @@ async def test_sigint_reports_done_and_cancelled_json(sim: BybitSimulator) -> No
         "(a cancelled request may still have reached Bybit)\n"
     )
     assert all(o["ok"] and o["outcome"] == "set" for o in early)
-    late = [json.loads(line) for line in ran.out.splitlines()]
+    late = ran.records()
     assert len(late) == 15
     assert all(o["outcome"] == "cancelled" and o["error"] == "CancelledError" for o in late)
     assert all(not o["ok"] and o["modified"] is None for o in late)
@@ -716,7 +728,7 @@ async def test_sigterm_reports_like_ctrl_c_json(sim: BybitSimulator) -> None:
         "15 cancelled (a cancelled request may still have reached Bybit)\n"
     )
     # Every line whole: each parses, and the early ones and the late ones make up all symbols.
-    lines = [json.loads(line) for line in [*(b.decode() for b in early), *ran.out.splitlines()]]
+    lines = [*(json.loads(b.decode()) for b in early), *ran.records()]
     assert sorted(o["symbol"] for o in lines) == symbols
     assert [o["outcome"] for o in lines].count("cancelled") == 15
     assert ran.out.endswith("\n")
@@ -818,10 +830,12 @@ async def test_failures_only_and_summary_only(sim: BybitSimulator) -> None:
     table.assert_clean()
     assert table.table() == {}
     assert re.fullmatch(
-        r"auto-add-margin on at \S+: 6 symbols\n6 symbols in [0-9.]+ s: 5 already on, 1 failed\n",
+        r"auto-add-margin on at \S+: 6 symbols\n6 symbols in [0-9.]+ s: 5 already on, 1 failed\n"
+        r"requests: 7, retries: 0, 10006 seen: 0, limiter wait: [0-9.]+ s \(max [0-9.]+ s\), "
+        r"elapsed: [0-9.]+ s\n",
         table.out,
     ), table.out
-    (summary,) = [json.loads(line) for line in lines.out.splitlines()]
+    (summary,) = lines.records()
     assert summary.pop("elapsed_s") >= 0
     assert summary == {
         "symbols": 6,
@@ -869,3 +883,60 @@ async def test_https_to_a_plain_http_server_is_not_retried(sim: BybitSimulator) 
     assert all(r["outcome"] == "failed" for r in results.values())
     # Once per command: the one clock-sync attempt, never retried, and no symbol sent.
     assert sim.requests == []
+
+
+# -- the run's summary: requests, retries, 10006 seen, limiter wait, elapsed ----------
+
+_TRAFFIC = re.compile(
+    r"requests: (?P<requests>\d+), retries: (?P<retried>\d+)(?: \((?P<reasons>[^)]*)\))?, "
+    r"10006 seen: (?P<rate_limited>\d+), limiter wait: (?P<wait>[0-9.]+) s "
+    r"\(max (?P<max>[0-9.]+) s\), elapsed: (?P<elapsed>[0-9.]+) s"
+)
+
+
+def _table_traffic(out: str) -> dict[str, Any]:
+    (line,) = [line for line in out.splitlines() if line.startswith("requests: ")]
+    match = _TRAFFIC.fullmatch(line)
+    assert match, line
+    reasons = dict(part.rsplit(": ", 1) for part in (match["reasons"] or "").split(", ") if part)
+    return {
+        "requests": int(match["requests"]),
+        "retried": int(match["retried"]),
+        "retries": {reason: int(n) for reason, n in reasons.items()},
+        "rate_limited": int(match["rate_limited"]),
+    }
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+async def test_summary_counts_match_the_simulators(sim: BybitSimulator, output: str) -> None:
+    sim.inject(Fault.ret_code(10006), path=PATH, times=2)
+    sim.inject(Fault.http_status(503), path=PATH)
+    sim.inject(Fault.drop(after_execution=False), path=PATH)
+    args = [SET, "BTCUSDT", "SOLUSDT", "ADAUSDT", "--on", "--base-url", sim.url, *FAST]
+    ran = await run(*args, *(["--json"] if output == "json" else []), env=cli_env(sim))
+    assert ran.status == 0, ran.out + ran.err
+    ran.assert_clean()
+
+    if output == "json":
+        summary = ran.summary()
+        assert summary["calls"] == 1 + 3  # the clock sync, then one call per symbol
+        assert summary["calls_failed"] == {}
+        assert summary["elapsed_s"] >= summary["limiter_wait_max_s"] >= 0
+        assert summary["limiter_wait_s"] >= 0
+    else:
+        summary = _table_traffic(ran.out)
+    # What the simulator saw: every request, and the 10006 it answered.
+    assert summary["requests"] == len(sim.requests) == 1 + 3 + 4
+    assert summary["rate_limited"] == sim.count(PATH, ret_code=10006) == 2
+    assert summary["retries"] == {"retCode 10006": 2, "HTTP 503": 1, "ConnectionDroppedError": 1}
+    assert summary["retried"] == 4
+
+
+async def test_summary_only_json_ends_with_the_summary_record(sim: BybitSimulator) -> None:
+    args = [SET, "BTCUSDT", "--on", "--base-url", sim.url, *FAST, "--summary-only", "--json"]
+    ran = await run(*args, env=cli_env(sim))
+    assert ran.status == 0
+    counts, last = (json.loads(line) for line in ran.out.splitlines())
+    assert counts["set"] == 1
+    assert last["summary"]["requests"] == len(sim.requests) == 2
+    assert last["summary"]["retries"] == {}

@@ -47,7 +47,8 @@ def open_positions(sim: BybitSimulator, n: int, flag_on: int) -> list[str]:
 
 
 def lines(ran: Ran) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in ran.out.splitlines()]
+    records = [json.loads(line) for line in ran.out.splitlines()]
+    return [r for r in records if "summary" not in r]
 
 
 async def ensure(sim: BybitSimulator, *args: str) -> Ran:
@@ -199,3 +200,23 @@ async def test_sigint_during_the_writes(sim: BybitSimulator) -> None:
     assert [o["status"] for o in late] == ["cancelled"] * 15
     assert not any(o["ok"] for o in late)
     assert sorted(o["symbol"] for o in early + late) == names
+
+
+async def test_summary_counts_the_reads_writes_and_retries(sim: BybitSimulator) -> None:
+    open_positions(sim, 5, 2)
+    sim.inject(Fault.http_status(503), path=LIST)
+    sim.inject(Fault.ret_code(10006), path=WRITE)
+    ran = await ensure(sim, "--on", "--json")
+    assert ran.status == 0, ran.err
+    last = json.loads(ran.out.splitlines()[-1])
+    summary = last["summary"]
+    assert summary["requests"] == len(sim.requests) == 1 + 2 + 3 + 1
+    assert summary["retries"] == {"HTTP 503": 1, "retCode 10006": 1}
+    assert summary["rate_limited"] == sim.count(WRITE, ret_code=10006) == 1
+    # The table's last line says the same.
+    sim.inject(Fault.ret_code(10006), path=LIST)
+    table = await ensure(sim, "--off")
+    assert table.status == 0, table.err
+    assert table.out.splitlines()[-1].startswith(
+        f"requests: {len(sim.requests) - 7}, retries: 1 (retCode 10006: 1), 10006 seen: 1, "
+    )
