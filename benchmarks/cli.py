@@ -28,6 +28,7 @@ SECTIONS = (
     "peers",
     "redis",
     "desired",
+    "stats",
 )
 
 
@@ -35,6 +36,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     # Imported here so that --chart-only needs neither aiohttp sessions nor the simulator.
     from .desired import measure_desired
     from .micro import measure_prepare, measure_rsa_signing, measure_signing
+    from .observability import measure_observability
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
     from .redis_limiter import measure_redis_limiter
@@ -50,6 +52,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "peers": ("peers", measure_peers),
         "redis": ("redis_limiter", measure_redis_limiter),
         "desired": ("desired", measure_desired),
+        "stats": ("observability", measure_observability),
     }
 
 

@@ -245,6 +245,11 @@ def evaluate_targets(results: Json) -> list[Json]:
     desired = results.get("desired")
     if desired:
         targets += desired_targets(desired)
+    if results.get("observability"):
+        from .observability import observability_targets
+
+        for target in observability_targets(results["observability"]):
+            add(*target)
     return targets
 
 
@@ -714,6 +719,10 @@ def render_tables(results: Json, heading: str = "##") -> str:
             "spike among them shows in its round's wall time.",
             desired_table(desired),
         ]
+    if results.get("observability"):
+        from .observability import render_observability
+
+        parts += render_observability(results["observability"], heading)
     return "\n\n".join(parts) + "\n"
 
 

@@ -33,7 +33,7 @@ import hmac
 import time
 import tracemalloc
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -105,8 +105,9 @@ class SdkClient:
 
     name = "sdk"
 
-    def __init__(self, url: str, prefix: str = "SDK") -> None:
-        self.session = BybitSession(API_KEY, API_SECRET, base_url=url, rate_limits=None)
+    def __init__(self, url: str, prefix: str = "SDK", **options: Any) -> None:
+        options.setdefault("rate_limits", None)
+        self.session = BybitSession(API_KEY, API_SECRET, base_url=url, **options)
         self._prefix = prefix
         # The flag each symbol is sent next: the opposite of what the simulator holds.
         self._next: dict[int, bool] = {}

@@ -720,7 +720,8 @@ class BybitSession:
             else loop.call_later(deadline, self._deadline_passed, task, deadline)
         )
         converted = False
-        started = time.perf_counter() if self._observed else 0.0
+        # Only an event has the call's elapsed time: stats alone need no clock reading.
+        started = time.perf_counter() if self._on_event is not None else 0.0
         try:
             result = await work
         except asyncio.CancelledError:
@@ -1042,11 +1043,10 @@ class BybitSession:
         ret_code: int | None,
         latency: float,
         ok: bool,
-        resp_headers: Mapping[str, str],
+        limit: int | None,
         limit_status: int | None,
         reset_at: int | None,
     ) -> None:
-        limit = _int_header(resp_headers, "X-Bapi-Limit") if limit_status is not None else None
         if self._stats is not None:
             self._stats.answered(path, status, ret_code, latency, ok, limit_status, limit, reset_at)
         if self._on_event is not None:
@@ -1078,6 +1078,7 @@ class BybitSession:
     ) -> ApiResponse:
         """Return the answer as an `ApiResponse`, or raise the error it means."""
         clock = self._clock
+        limit = _int_header(resp_headers, "X-Bapi-Limit")
         limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
         reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
@@ -1131,7 +1132,7 @@ class BybitSession:
                         ret_code,
                         latency,
                         True,
-                        resp_headers,
+                        limit,
                         limit_status,
                         reset_at,
                     )
@@ -1141,7 +1142,7 @@ class BybitSession:
                     envelope.get("result"),
                     envelope.get("retExtInfo"),
                     envelope.get("time"),
-                    _int_header(resp_headers, "X-Bapi-Limit"),
+                    limit,
                     limit_status,
                     reset_at,
                     ret_code == 0,
@@ -1163,7 +1164,7 @@ class BybitSession:
                 cast("int | None", ret_code),
                 latency,
                 False,
-                resp_headers,
+                limit,
                 limit_status,
                 reset_at,
             )
