@@ -742,9 +742,11 @@ class BybitSession:
                 self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise
         else:
-            if self._observed:
+            if self._on_event is not None:
                 attempts = result.attempts if isinstance(result, ApiResponse) else 1
                 self._call_ended(method, path, started, None, attempts)
+            elif self._stats is not None:  # the common case, without a call more
+                self._stats.call_ended(None)
             return result
         finally:
             if timer is not None:
@@ -1123,7 +1125,7 @@ class BybitSession:
                 ret_code = None
                 error = InvalidResponseError(body, method=method, path=path)
             elif ret_code == 0 or is_not_modified(path, ret_code, ret_msg):
-                if self._observed:
+                if self._on_event is not None:
                     self._answered(
                         method,
                         path,
@@ -1135,6 +1137,10 @@ class BybitSession:
                         limit,
                         limit_status,
                         reset_at,
+                    )
+                elif self._stats is not None:  # the common case, without a call more
+                    self._stats.answered(
+                        path, status, ret_code, latency, True, limit_status, limit, reset_at
                     )
                 return ApiResponse(
                     ret_code,

@@ -184,10 +184,14 @@ class _Path:
         "latency_count",
         "latency_total",
         "limit",
+        "plain",
         "requests",
     )
 
     def __init__(self) -> None:
+        # The answers of HTTP 200 and retCode 0: by far the most, counted with one add.
+        self.plain = 0
+        # Every attempt but the plain answers.
         self.requests = 0
         self.errors = 0
         self.by_status: Counter[int] = Counter()
@@ -200,11 +204,15 @@ class _Path:
         self.limit: tuple[int, int | None, int | None, float] | None = None
 
     def snapshot(self) -> PathStats:
+        by_status, by_ret_code = dict(self.by_status), dict(self.by_ret_code)
+        if self.plain:
+            by_status[200] = by_status.get(200, 0) + self.plain
+            by_ret_code[0] = by_ret_code.get(0, 0) + self.plain
         return PathStats(
-            self.requests,
+            self.requests + self.plain,
             self.errors,
-            MappingProxyType(dict(self.by_status)),
-            MappingProxyType(dict(self.by_ret_code)),
+            MappingProxyType(dict(sorted(by_status.items()))),
+            MappingProxyType(dict(sorted(by_ret_code.items()))),
             MappingProxyType(dict(self.failures)),
             Percentiles.of(self.latency_count, self.latency_total, self.latency),
             None if self.limit is None else LimitStatus(*self.limit),
@@ -276,15 +284,20 @@ class StatsRecorder:
         reset_at_ms: int | None = None,
     ) -> None:
         """Count an attempt that got an answer, with its rate-limit headers if it had them."""
-        row = self._path(path)
-        row.requests += 1
-        if not ok:
-            row.errors += 1
-        row.by_status[status] += 1
-        if ret_code is not None:
-            row.by_ret_code[ret_code] += 1
-            if ret_code == 10006:
-                self._rate_limited += 1
+        row = self._paths.get(path)
+        if row is None:
+            row = self._path(path)
+        if ret_code == 0 and status == 200:
+            row.plain += 1
+        else:
+            row.requests += 1
+            if not ok:
+                row.errors += 1
+            row.by_status[status] += 1
+            if ret_code is not None:
+                row.by_ret_code[ret_code] += 1
+                if ret_code == 10006:
+                    self._rate_limited += 1
         row.latency.append(latency)
         row.latency_count += 1
         row.latency_total += latency

@@ -78,3 +78,45 @@ def test_signing_table_ratios_per_round_and_of_medians() -> None:
     row = next(line for line in table.splitlines() if line.startswith("| `hmac_new`"))
     # Per round 3.0, 2.0, 3.0: median 3.00; the medians 1,800 and 700 give 2.57.
     assert row.endswith("| 3.00x | 2.57x |"), row
+
+
+def _observability(stats_cpu: list[float]) -> dict[str, Any]:
+    off_cpu = [100.0, 110.0, 120.0]
+
+    def config(cpu: list[float]) -> dict[str, Any]:
+        return {
+            "cpu_us": summary(cpu),
+            "rps": summary([5000.0] * len(cpu)),
+            "errors": 0,
+            "cpu_ratio": summary([a / b for a, b in zip(cpu, off_cpu, strict=True)]),
+        }
+
+    return {
+        "concurrency": 50,
+        "requests_per_round": 4000,
+        "sweeps": 3,
+        "off": {"cpu_us": summary(off_cpu), "rps": summary([5000.0] * 3), "errors": 0},
+        "stats": config(stats_cpu),
+        "events": config([c * 1.06 for c in off_cpu]),
+        "recording": {
+            "record_us": 0.96,
+            "snapshot_us": 125.0,
+            "snapshot_paths": 10,
+            "samples": 1024,
+        },
+    }
+
+
+def test_observability_target_is_the_median_per_round_ratio_of_stats_over_off() -> None:
+    within = report.evaluate_targets({"observability": _observability([102.0, 112.2, 122.4])})
+    (target,) = [t for t in within if t["target"].startswith("Stats on by default")]
+    assert target["pass"] is True
+    assert target["measured"].startswith("1.020x")
+    over = report.evaluate_targets({"observability": _observability([104.0, 114.4, 124.8])})
+    (target,) = [t for t in over if t["target"].startswith("Stats on by default")]
+    assert target["pass"] is False
+    text = report.render_tables({"observability": _observability([102.0, 112.2, 122.4])})
+    assert "## 8. Observability" in text
+    row = next(line for line in text.splitlines() if line.startswith("| stats on + on_event"))
+    assert "1.060 (1.060-1.060)" in row, row
+    assert "0.96 µs per request" in text
