@@ -60,7 +60,7 @@ def _options(name: str) -> dict[str, Any]:
 async def _sweeps(config: Config) -> Json:
     rounds: dict[str, list[Json]] = {name: [] for name in CONFIGS}
     # A 3% difference needs longer rounds and more of them than the throughput
-    # section's: one round's CPU figure moves by up to 25% on two shared cores,
+    # section's: one round's ratio ranges from 0.68 to 1.19 on two shared cores,
     # and the median of 16 sweeps still moved by 3% from run to run.
     requests = config.requests_per_round[CONCURRENCY] * 3
     sweeps = config.min_sweeps * 8
