@@ -55,7 +55,7 @@ docs-serve: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --no-strict --dev-addr 127.0.0.1:$(PORT)
 
 pytest: $(VENV)/.dev
-	PYTHONASYNCIODEBUG=1 $(PY) -X dev -m pytest -W error
+	PYTHONASYNCIODEBUG=1 $(PY) -X dev -m pytest -W error -n 2
 
 test: lint typecheck docs pytest
 
