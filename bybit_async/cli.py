@@ -854,7 +854,7 @@ def _limiter_for(args: argparse.Namespace, redact: Callable[[str], str]) -> Redi
 
 
 def _limits(args: argparse.Namespace) -> RateLimits:
-    return RateLimits(endpoints={**ENDPOINT_LIMITS, SET_AUTO_ADD_MARGIN: args.rate_limit})
+    return RateLimits(endpoints={SET_AUTO_ADD_MARGIN: args.rate_limit})
 
 
 def _session_for(
@@ -1356,10 +1356,11 @@ def _add_session_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--rate-limit",
         type=_positive_int,
-        default=ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN],
+        default=ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN].limit,
         metavar="N",
         help="requests per second this client allows itself on the endpoint (default "
-        f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN]}, Bybit's limit; raise it only for a test server)",
+        f"{ENDPOINT_LIMITS[SET_AUTO_ADD_MARGIN].limit}, Bybit's limit; "
+        "raise it only for a test server)",
     )
 
 

@@ -323,7 +323,7 @@ class RedisLimiter:
         self._token = uuid.uuid4().hex[:12]
         self._ids = itertools.count()
         # Per path: (KEYS of the acquire script, ARGV after the id, KEYS of the release script).
-        self._plans: dict[str, tuple[list[str], list[str], list[str], list[str]]] = {}
+        self._plans: dict[tuple[str, bool], tuple[list[str], list[str], list[str], list[str]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._sleepers: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -384,8 +384,10 @@ class RedisLimiter:
                 "RedisLimiter per key"
             )
 
-    async def acquire(self, path: str) -> Permit:
-        """Wait for a permit of *path*'s endpoint limit and of the IP limit, taken together.
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
+        """Wait for a permit of budget *path* and of the IP limit, taken together.
+
+        A request that is not *signed* takes an IP permit only.
 
         Raises `LimiterUnavailableError` when Redis cannot be reached and
         *fallback* is ``"closed"``.
@@ -405,20 +407,20 @@ class RedisLimiter:
             if lock is None:
                 lock = self._locks[path] = asyncio.Lock()
             async with lock:
-                permit_id = await self._take(path, loop)
+                permit_id = await self._take(path, loop, signed)
             if permit_id is not None:
                 # This process's own permit too: it admits at once while Redis is
                 # up (this process's use is part of the account's), and it carries
                 # this process's recent requests across a switch to the fallback
                 # and back, or a Redis restarted empty.
                 try:
-                    local = await self._local.acquire(path)
+                    local = await self._local.acquire(path, signed=signed)
                 except BaseException:
                     self._release(path, permit_id, sent=False)
                     raise
                 return _RedisPermit(self, path, permit_id, local)
         if self._fallback == "local":
-            return await self._local.acquire(path)
+            return await self._local.acquire(path, signed=signed)
         raise self._unavailable(path)
 
     def _unavailable(self, path: str) -> LimiterUnavailableError:
@@ -428,13 +430,16 @@ class RedisLimiter:
             path=path,
         )
 
-    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+    def observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
+    ) -> None:
         """Hold *path* for every process of the account until the reported reset.
 
         Written to Redis in the background; a process that cannot reach Redis
-        holds the endpoint in its local fallback only.
+        holds the endpoint in its local fallback only.  A learned *limit* is
+        this process's only.
         """
-        self._local.observe(path, remaining, reset_in)
+        self._local.observe(path, remaining, reset_in, limit)
         if remaining == 0 and reset_in is not None and reset_in > 0 and self._account:
             ahead = round((reset_in + self._limits.margin) * 1_000_000)
             self._spawn(self._write_hold(path, ahead))
@@ -480,15 +485,17 @@ class RedisLimiter:
 
     # -- internals -------------------------------------------------------------
 
-    def _plan(self, path: str) -> tuple[list[str], list[str], list[str], list[str]]:
-        plan = self._plans.get(path)
+    def _plan(
+        self, path: str, signed: bool = True
+    ) -> tuple[list[str], list[str], list[str], list[str]]:
+        plan = self._plans.get((path, signed))
         if plan is None:
             limits = self._limits
             base = f"{self._prefix}:acct:{self._account}"
             ip_key = f"{self._prefix}:ip:{self._ip_scope}"
             keys = [ip_key, f"{base}:hold:{path}"]
             release_keys = [ip_key]
-            limit = limits.endpoints.get(path)
+            limit = self._local.limit_in_force(path).limit if signed else None
             if limit is not None:
                 keys.append(f"{base}:ep:{path}")
                 release_keys.append(keys[-1])
@@ -502,12 +509,14 @@ class RedisLimiter:
                 self._ttl_ms,
             ]
             release_args = [str(self._ip_hold_us), str(self._ep_hold_us), self._ttl_ms]
-            plan = self._plans[path] = (keys, args, release_keys, release_args)
+            plan = self._plans[(path, signed)] = (keys, args, release_keys, release_args)
         return plan
 
-    async def _take(self, path: str, loop: asyncio.AbstractEventLoop) -> str | None:
+    async def _take(
+        self, path: str, loop: asyncio.AbstractEventLoop, signed: bool = True
+    ) -> str | None:
         """Take a permit in Redis, waiting as long as needed: its id, or None if Redis is down."""
-        keys, args, _, _ = self._plan(path)
+        keys, args, _, _ = self._plan(path, signed)
         while True:
             if self._down is not None and loop.time() < self._probe_at:
                 return None  # found down by a call ahead of this one

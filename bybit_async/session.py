@@ -29,7 +29,9 @@ from yarl import URL
 
 from ._version import __version__
 from .clock import ServerClock, TimeSample, parse_time_nano
+from .egress import Egress, egress_for, egress_name
 from .encoding import encode_query, json_body
+from .endpoint_limits import CATEGORY_KEYS, budget_key
 from .errors import (
     BybitAPIError,
     BybitError,
@@ -65,7 +67,14 @@ from .models import ApiResponse, PositionIdx
 from .positions import EnsureReport, Position
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
 from .positions import get_positions as _get_positions
-from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
+from .ratelimit import (
+    MAX_LEARNED_LIMIT,
+    Limiter,
+    LocalLimiter,
+    Permit,
+    RateLimits,
+    shared_ip_budget,
+)
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 from .stats import SessionStats, StatsRecorder
@@ -346,7 +355,11 @@ class BybitSession:
     reset or ``Retry-After`` far ahead) is not waited for: the call raises
     with `BybitError.retry_after` set.  After HTTP 403 or retCode 10018 (an
     IP ban) the session sends nothing for *ban_cooldown* seconds: calls raise
-    `SessionHaltedError` at once (see `resume`).  An answer body over
+    `SessionHaltedError` at once (see `resume`).  Every session of a process
+    that leaves through the same *egress* shares the IP limit's permits and
+    the halt after a ban (`bybit_async.egress`); by default the egress is
+    named after *proxy* and *base_url*'s host, so sessions for several
+    accounts on one host share one IP budget without being told.  An answer body over
     *max_response_bytes* (counted after decompression) raises
     `InvalidResponseError`.  *proxy* is an HTTP proxy URL.
 
@@ -383,6 +396,7 @@ class BybitSession:
         on_event: EventHook | None = None,
         stats: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        egress: str | None = None,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -421,8 +435,18 @@ class BybitSession:
             raise ValueError(f"base_url must be an http(s) URL or one of {sorted(HOSTS)}")
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ValueError("proxy must be an http(s) URL")
+        if egress is not None:
+            if not isinstance(egress, str):
+                raise TypeError(f"egress must be a str, got {type(egress).__name__}")
+            if not egress.strip():
+                raise ValueError("egress must be a non-empty name")
+        # The IP limits of the process-wide budget this session joins, if it limits.
+        self._ip_limits = rate_limits
         if limiter is None and rate_limits is not None:
             limiter = LocalLimiter(rate_limits)
+        elif limiter is not None:
+            limits = getattr(limiter, "limits", None)
+            self._ip_limits = limits if isinstance(limits, RateLimits) else DEFAULT_RATE_LIMITS
         # A limiter shared between processes may name its budget after the key.
         bind_api_key = getattr(limiter, "bind_api_key", None)
         if bind_api_key is not None:
@@ -459,6 +483,9 @@ class BybitSession:
         self._ban_cooldown = ban_cooldown
         # Set after an IP ban: (loop time until which nothing is sent, the error).
         self._halted: tuple[float, BybitError] | None = None
+        self._egress_name = egress if egress is not None else egress_name(base_url, proxy)
+        # Joined at the first call, in the loop the session then belongs to.
+        self._egress: Egress | None = None
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
         # The loop of the first call: the pool, limiter and clock belong to it.
@@ -529,6 +556,8 @@ class BybitSession:
         self._clock.cancel(
             SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
         )
+        if self._egress is not None:
+            self._egress.detach(self)
         http, self._http = self._http, None
         if http is not None:
             await http.close()
@@ -579,9 +608,38 @@ class BybitSession:
         return f"<BybitSession {base_url} api_key={key!r} {state}>"
 
     def resume(self) -> None:
-        """Send again before the cool-off after an IP ban has ended."""
+        """Send again before the cool-off after an IP ban has ended.
+
+        Every session of the same egress resumes with this one.
+        """
+        if self._egress is not None:
+            self._egress.resume()
         if self._halted is not None:
             self._resumed(early=True)
+
+    @property
+    def egress(self) -> str:
+        """The name of the egress whose IP budget and ban this session shares."""
+        return self._egress_name
+
+    def egress_halted(
+        self, halted: tuple[float, BybitError] | None, cooldown: float, early: bool
+    ) -> None:
+        """Take in a halt of this session's egress (called by `bybit_async.egress.Egress`)."""
+        if halted is None:
+            if self._halted is not None:
+                self._resumed(early=early)
+            return
+        if self._halted is not None and self._halted[0] >= halted[0]:
+            return
+        self._halted = halted
+        error = halted[1]
+        if self._stats is not None:
+            self._stats.halted(True)
+        if self._on_event is not None:
+            self._emit(SessionHalted(time.time(), reason_of(error), cooldown))
+        for task in [*self._queued, *self._sleeping]:
+            self._interrupt(task, self._halted_reason)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of the session's counts and timings (`bybit_async.stats`).
@@ -591,7 +649,9 @@ class BybitSession:
         if self._stats is None:
             raise RuntimeError("this session was created with stats=False")
         halted = self._halted is not None and self._halted[0] > time.monotonic()
-        return self._stats.snapshot(halted=halted)
+        in_force = getattr(self._limiter, "limits_in_force", None)
+        limits = in_force() if in_force is not None else {}
+        return self._stats.snapshot(halted=halted, limits=limits)
 
     def _emit(self, event: Event) -> None:
         """Give *event* to ``on_event``; what it raises is logged, never passed on."""
@@ -629,14 +689,13 @@ class BybitSession:
         raise SessionHaltedError(cause, resume_in, method=method, path=path)
 
     def _halt(self, error: BybitError) -> None:
-        """Stop sending for the cool-off, and tell the calls waiting to send at once."""
-        self._halted = (time.monotonic() + self._ban_cooldown, error)
-        if self._stats is not None:
-            self._stats.halted(True)
-        if self._on_event is not None:
-            self._emit(SessionHalted(time.time(), reason_of(error), self._ban_cooldown))
-        for task in [*self._queued, *self._sleeping]:
-            self._interrupt(task, self._halted_reason)
+        """Stop this session and every other of its egress for the cool-off."""
+        if self._egress is not None:
+            self._egress.halt(error, self._ban_cooldown)
+        else:  # not yet bound to a loop (cannot happen on an answer); alone then
+            self.egress_halted(
+                (time.monotonic() + self._ban_cooldown, error), self._ban_cooldown, False
+            )
 
     def _halted_reason(self, method: str, path: str) -> BybitError:
         if self._halted is not None:
@@ -676,7 +735,16 @@ class BybitSession:
                     "close it there"
                 )
             self._loop = loop
+            self._join_egress(loop)
         return loop
+
+    def _join_egress(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Share the IP budget and the ban of the sessions of this loop with the same egress."""
+        egress = self._egress = egress_for(loop, self._egress_name)
+        share_ip = getattr(self._limiter, "share_ip", None)
+        if share_ip is not None and self._ip_limits is not None:
+            share_ip(shared_ip_budget(loop, self._egress_name, self._ip_limits))
+        egress.attach(self)
 
     def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
         """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
@@ -840,7 +908,9 @@ class BybitSession:
             )
         if idempotent is None:
             idempotent = method == "GET"
-        return await self._call(method, path, url, payload, signed, idempotent, deadline)
+        # Trade endpoints are limited per business line: the category picks the budget.
+        key = budget_key(path, (params or {}).get("category")) if path in CATEGORY_KEYS else path
+        return await self._call(method, path, url, payload, signed, idempotent, deadline, key)
 
     async def _call(
         self,
@@ -851,26 +921,34 @@ class BybitSession:
         signed: bool,
         idempotent: bool,
         deadline: float | None = None,
+        key: str | None = None,
     ) -> ApiResponse:
         return await self._guard(
             method,
             path,
             self._deadline if deadline is None else deadline,
-            self._attempts(method, path, url, payload, signed, idempotent),
+            self._attempts(method, path, url, payload, signed, idempotent, key or path),
         )
 
     async def _attempts(
-        self, method: str, path: str, url: URL, payload: bytes, signed: bool, idempotent: bool
+        self,
+        method: str,
+        path: str,
+        url: URL,
+        payload: bytes,
+        signed: bool,
+        idempotent: bool,
+        key: str,
     ) -> ApiResponse:
         # The first attempt is made here, not through RetryPolicy.call: a request
         # that succeeds at once then passes through one coroutine fewer.
         try:
-            return await self._send(method, path, url, payload, signed, 1)
+            return await self._send(method, path, url, payload, signed, key, 1)
         except BybitError as error:
             first = error
         return await self._retry.retry(
             first,
-            functools.partial(self._send, method, path, url, payload, signed),
+            functools.partial(self._send, method, path, url, payload, signed, key),
             idempotent=idempotent,
             before_retry=self._before_retry,
             on_retry=self._retried if self._observed else None,
@@ -895,14 +973,14 @@ class BybitSession:
             raise unsent from error
 
     async def _send(
-        self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
+        self, method: str, path: str, url: URL, payload: bytes, signed: bool, key: str, number: int
     ) -> ApiResponse:
         if self._halted is not None:
             self._check_halted(method, path)
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
-        permit = await self._acquire(method, path, number)
+        permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
@@ -916,7 +994,17 @@ class BybitSession:
             self._signed_headers(payload) if signed else self._headers,
             number,
         )
-        return self._classify(method, path, status, resp_headers, body, generation, number, latency)
+        return self._classify(
+            method,
+            path,
+            status,
+            resp_headers,
+            body,
+            generation,
+            number,
+            latency,
+            key if signed else None,
+        )
 
     def _signed_headers(self, payload: bytes) -> dict[str, str]:
         timestamp = str(self._clock.now_ms())
@@ -926,8 +1014,14 @@ class BybitSession:
             "X-BAPI-SIGN": self._signer.sign(timestamp.encode() + self._key_window + payload),
         }
 
-    async def _acquire(self, method: str, path: str, number: int = 1) -> Permit | None:
-        """Wait for the limiter's permit for attempt *number*; None when there is no limiter."""
+    async def _acquire(
+        self, method: str, path: str, number: int = 1, key: str | None = None, signed: bool = False
+    ) -> Permit | None:
+        """Wait for the limiter's permit of budget *key* for attempt *number* of a call to *path*.
+
+        None when there is no limiter.  A request that is not *signed* takes
+        an IP permit only.
+        """
         if self._limiter is None:
             return None
         task = asyncio.current_task()
@@ -936,7 +1030,7 @@ class BybitSession:
             queued[task] = number == 1
         started = time.perf_counter() if self._observed else 0.0
         try:
-            permit = await self._limiter.acquire(path)
+            permit = await self._limiter.acquire(key or path, signed=signed)
         except LimiterUnavailableError as error:
             error.method = method
             raise
@@ -1067,6 +1161,22 @@ class BybitSession:
                 )
             )
 
+    def _observe_limit(
+        self,
+        method: str,
+        path: str,
+        key: str,
+        remaining: int | None,
+        reset_in: float | None,
+        limit: int | None,
+    ) -> None:
+        """Tell the limiter of an answer's limit headers; an absurd limit is left out."""
+        assert self._limiter is not None
+        if limit is not None and not 1 <= limit <= MAX_LEARNED_LIMIT:
+            _log.debug("%s %s: X-Bapi-Limit %d ignored", method, path, limit)
+            limit = None
+        self._limiter.observe(key, remaining, reset_in, limit)
+
     def _classify(
         self,
         method: str,
@@ -1077,13 +1187,20 @@ class BybitSession:
         generation: int,
         number: int,
         latency: float,
+        key: str | None = None,
     ) -> ApiResponse:
-        """Return the answer as an `ApiResponse`, or raise the error it means."""
+        """Return the answer as an `ApiResponse`, or raise the error it means.
+
+        *key* is the budget the limiter is told the answer's limit headers
+        of (None: a public request, whose headers say nothing of a budget).
+        """
         clock = self._clock
         limit = _int_header(resp_headers, "X-Bapi-Limit")
         limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
         reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
+        if limit is not None and limit_status is None and self._limiter is not None and key:
+            self._observe_limit(method, path, key, None, None, limit)
         if limit_status is not None:
             # Late rather than early: the reset is in server time, known only so well.
             reset_in = (
@@ -1091,10 +1208,11 @@ class BybitSession:
                 if reset_at is None
                 else (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
             )
-            if self._limiter is not None:
+            if self._limiter is not None and key is not None:
                 # A reset further ahead than the cap is not trusted to hold the endpoint.
                 capped = reset_in is not None and reset_in > self._max_server_wait
-                self._limiter.observe(path, limit_status, None if capped else reset_in)
+                reset = None if capped else reset_in
+                self._observe_limit(method, path, key, limit_status, reset, limit)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
         if retry_after is None and (header := _int_header(resp_headers, "Retry-After")):

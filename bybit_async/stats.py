@@ -20,9 +20,11 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
+
+from .ratelimit import LimitInForce
 
 __all__ = [
     "SAMPLES",
@@ -37,6 +39,7 @@ __all__ = [
 SAMPLES: Final = 1024
 
 _EMPTY: Mapping[Any, int] = MappingProxyType({})
+_NO_LIMITS: Mapping[str, LimitInForce] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,10 @@ class SessionStats:
     *clock_offset_ms* and *clock_round_trip_ms* are from the last of
     *clock_syncs* syncs (None before the first).  *halted* says whether an IP
     ban stops sending now, after *halts* halts; *callback_errors* counts
-    exceptions raised by ``on_event``.
+    exceptions raised by ``on_event``.  *limits* holds, for each rate-limit
+    budget the session has used, the limit in force and where it came from
+    (`bybit_async.ratelimit.LimitInForce`: ``table``, ``learned``,
+    ``configured`` or ``unknown``).
     """
 
     started_at: float
@@ -144,6 +150,7 @@ class SessionStats:
     halted: bool
     halts: int
     callback_errors: int
+    limits: Mapping[str, LimitInForce] = field(default_factory=lambda: _NO_LIMITS)
 
     @property
     def retried(self) -> int:
@@ -167,6 +174,8 @@ class SessionStats:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, LimitInForce):
+        return value._asdict()
     if isinstance(value, (Percentiles, LimitStatus, PathStats)):
         return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
     if isinstance(value, Mapping):
@@ -342,8 +351,14 @@ class StatsRecorder:
         """Count an exception raised by ``on_event``."""
         self._callback_errors += 1
 
-    def snapshot(self, *, halted: bool | None = None) -> SessionStats:
-        """Return what was recorded so far; *halted*, if given, is the halt's state now."""
+    def snapshot(
+        self, *, halted: bool | None = None, limits: Mapping[str, LimitInForce] | None = None
+    ) -> SessionStats:
+        """Return what was recorded so far.
+
+        *halted*, if given, is the halt's state now, and *limits* the limits
+        in force by budget.
+        """
         paths = {name: row.snapshot() for name, row in sorted(self._paths.items())}
         clock = self._clock
         return SessionStats(
@@ -363,4 +378,5 @@ class StatsRecorder:
             halted=self._halted if halted is None else halted,
             halts=self._halts,
             callback_errors=self._callback_errors,
+            limits=MappingProxyType(dict(sorted((limits or {}).items()))),
         )

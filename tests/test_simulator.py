@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from bybit_async.ratelimit import ENDPOINT_LIMITS, IP_LIMIT
+from bybit_async.ratelimit import IP_LIMIT
 from bybit_async.testing import (
     NOT_MODIFIED_MSG,
     BybitSimulator,
@@ -26,6 +26,7 @@ from bybit_async.testing import (
     faults,
     server,
 )
+from bybit_async.testing.limits import ENDPOINT_LIMITS
 
 KEY = "test-key"
 SECRET = "test-secret"

@@ -6,8 +6,16 @@ import bisect
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from ..ratelimit import ENDPOINT_LIMITS
+from .. import endpoint_limits
+
+#: Per-UID limits the simulator enforces, requests per rolling second, by
+#: budget key: the client's table (`bybit_async.endpoint_limits`).
+ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {key: budget.limit for key, budget in endpoint_limits.ENDPOINT_LIMITS.items()}
+)
 
 __all__ = ["ENDPOINT_LIMITS", "ENDPOINT_WINDOW", "Headers", "Windows"]
 
