@@ -26,7 +26,6 @@ from .faults import (
     text_response,
 )
 from .limits import ENDPOINT_LIMITS, Headers, Windows
-from .stream import StreamHub
 from .protocol import (
     CONTROL_PREFIX,
     DEFAULT_INSTRUMENTS,
@@ -36,6 +35,7 @@ from .protocol import (
     POSITION_LIST_PATH,
     SET_AUTO_ADD_MARGIN_PATH,
 )
+from .stream import StreamHub
 
 _DEFAULT_RECV_WINDOW = 5000
 # Bybit rejects timestamps this many ms or more ahead of its clock.

@@ -246,8 +246,10 @@ class StreamHub:
         api_key, expires, signature = args
         if isinstance(expires, str) and expires.isdigit():
             expires = int(expires)
-        if not isinstance(api_key, str) or type(expires) is not int or not isinstance(
-            signature, str
+        if (
+            not isinstance(api_key, str)
+            or type(expires) is not int
+            or not isinstance(signature, str)
         ):
             return refuse("Params Error")
         # Bybit answers an expired request as a malformed one.
