@@ -50,7 +50,7 @@ class _Connection:
         hub: StreamHub,
         ws: web.WebSocketResponse,
         conn_id: str,
-        transport: asyncio.BaseTransport | None,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.hub = hub
         self.ws = ws
