@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol, TypeAlias, cast
 
 import orjson
 
@@ -30,7 +30,9 @@ __all__ = [
     "EnsureRow",
     "EnsureStatus",
     "Position",
+    "PositionKey",
     "apply_plan",
+    "auto_add_margin_params",
     "ensure_auto_add_margin",
     "get_positions",
     "parse_positions",
@@ -78,7 +80,51 @@ class _Client(Protocol):
     ) -> ApiResponse: ...
 
 
+# -- set-auto-add-margin's parameters ------------------------------------------------
+
+
+def auto_add_margin_params(
+    symbol: str,
+    auto_add_margin: bool | int,
+    *,
+    category: str = "linear",
+    position_idx: int | None = None,
+) -> dict[str, Any]:
+    """Validate the arguments of set-auto-add-margin and return its JSON body.
+
+    Raises `TypeError` or `ValueError` for anything Bybit would reject.
+    """
+    if not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
+    if not _SYMBOL.match(symbol):
+        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
+        raise ValueError(
+            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
+        )
+    if category != "linear":
+        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
+    if isinstance(auto_add_margin, bool) or (
+        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
+    ):
+        flag = int(auto_add_margin)
+    elif isinstance(auto_add_margin, int):
+        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
+    else:
+        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
+    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
+    if position_idx is not None:
+        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
+            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
+        if position_idx not in (0, 1, 2):
+            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
+        params["positionIdx"] = int(position_idx)
+    return params
+
+
 # -- the position list -------------------------------------------------------------
+
+#: A position's identity: (symbol, position index).
+PositionKey: TypeAlias = "tuple[str, PositionIdx]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,10 +479,7 @@ async def plan_auto_add_margin(
     need a write have the status ``"planned"``.
     """
     # Validated before any request, with the write's own check, so a bad
-    # symbol fails the call instead of a row.  Imported here: session.py
-    # imports this module.
-    from .session import auto_add_margin_params
-
+    # symbol fails the call instead of a row.
     if isinstance(symbols, str):
         raise TypeError("symbols must be an iterable of symbols, not one str")
     if isinstance(on, bool) or (isinstance(on, int) and on in (0, 1)):

@@ -62,19 +62,21 @@ from .events import (
     reason_of,
 )
 from .models import ApiResponse, PositionIdx
-from .positions import EnsureReport, Position
+from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
 from .positions import get_positions as _get_positions
 from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 from .stats import SessionStats, StatsRecorder
+from .stream import PositionStream, StreamLink, private_stream_url
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_RATE_LIMITS",
     "HOSTS",
     "BybitSession",
+    "auto_add_margin_params",
 ]
 
 _log = logging.getLogger("bybit_async")
@@ -109,7 +111,6 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 SET_AUTO_ADD_MARGIN: Final = "/v5/position/set-auto-add-margin"
 SERVER_TIME: Final = "/v5/market/time"
 
-_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
 # A V5 path: no query, no escapes, nothing a URL parser could read two ways.
 _PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
 
@@ -279,44 +280,6 @@ def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> 
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-def auto_add_margin_params(
-    symbol: str,
-    auto_add_margin: bool | int,
-    *,
-    category: str = "linear",
-    position_idx: int | None = None,
-) -> dict[str, Any]:
-    """Validate the arguments of set-auto-add-margin and return its JSON body.
-
-    Raises `TypeError` or `ValueError` for anything Bybit would reject.
-    """
-    if not isinstance(symbol, str):
-        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
-    if not _SYMBOL.match(symbol):
-        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
-        raise ValueError(
-            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
-        )
-    if category != "linear":
-        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
-    if isinstance(auto_add_margin, bool) or (
-        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
-    ):
-        flag = int(auto_add_margin)
-    elif isinstance(auto_add_margin, int):
-        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
-    else:
-        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
-    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
-    if position_idx is not None:
-        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
-            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
-        if position_idx not in (0, 1, 2):
-            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
-        params["positionIdx"] = int(position_idx)
-    return params
-
-
 class BybitSession:
     """An asyncio client for Bybit's V5 REST API.
 
@@ -355,6 +318,9 @@ class BybitSession:
     raises is logged and the call goes on.  The counts and timings that
     `stats` returns are kept unless *stats* is false.  *trace_configs* go
     to the `aiohttp.ClientSession` (for tracing, such as OpenTelemetry's).
+
+    *stream_url* is the private WebSocket stream's URL (`stream_positions`);
+    None derives it from *base_url* (see `bybit_async.stream`).
     """
 
     def __init__(
@@ -383,6 +349,7 @@ class BybitSession:
         on_event: EventHook | None = None,
         stats: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        stream_url: str | None = None,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -419,6 +386,8 @@ class BybitSession:
         base_url = HOSTS.get(base_url, base_url).rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL or one of {sorted(HOSTS)}")
+        # The private stream's URL (bybit_async.stream): a bad one fails here, before any I/O.
+        self._stream_url = private_stream_url(base_url, stream_url)
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ValueError("proxy must be an http(s) URL")
         if limiter is None and rate_limits is not None:
@@ -1374,6 +1343,57 @@ class BybitSession:
         """
         return await _ensure_auto_add_margin(
             self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+        )
+
+
+    # -- live positions ---------------------------------------------------------
+
+    @property
+    def stream_url(self) -> str:
+        """The private WebSocket stream's URL."""
+        return self._stream_url
+
+    def _stream_link(self) -> StreamLink:
+        """What a `PositionStream` needs of this session: pool, key, signer, hooks."""
+        self._own_loop()
+        http = self._http or self._open("GET", "/v5/private")
+        return StreamLink(
+            self._stream_url,
+            http,
+            self._api_key,
+            self._signer.sign,
+            self._proxy,
+            self._emit if self._on_event is not None else None,
+            self._stats,
+        )
+
+    def stream_positions(self, category: str = "linear", **options: Any) -> PositionStream:
+        """Return a `PositionStream` of this account's position updates.
+
+        Use it as ``async with session.stream_positions() as stream: async for
+        position in stream: ...``.  *options* are `PositionStream`'s
+        (``settle_coin``, ``ping_interval``, back-off and limits).  Raises
+        `ValueError` or `TypeError` for a bad argument, before any I/O.
+        """
+        return PositionStream(self, category, **options)
+
+    async def guard_auto_add_margin(
+        self,
+        on: bool | int = True,
+        symbols: Iterable[str] | None = None,
+        *,
+        settle_coin: str = "USDT",
+        on_action: Callable[[EnsureRow], object] | None = None,
+        **stream_options: Any,
+    ) -> None:
+        """Keep auto-add-margin *on* (or off) on positions as they open and change, until cancelled.
+
+        See `bybit_async.guard.guard_auto_add_margin`.
+        """
+        from .guard import guard_auto_add_margin
+
+        await guard_auto_add_margin(
+            self, on, symbols, settle_coin=settle_coin, on_action=on_action, **stream_options
         )
 
 

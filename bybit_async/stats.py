@@ -125,7 +125,11 @@ class SessionStats:
     *clock_offset_ms* and *clock_round_trip_ms* are from the last of
     *clock_syncs* syncs (None before the first).  *halted* says whether an IP
     ban stops sending now, after *halts* halts; *callback_errors* counts
-    exceptions raised by ``on_event``.
+    exceptions raised by ``on_event``.  The private stream
+    (`bybit_async.stream`) counts *stream_messages* received,
+    *stream_reconnects*, *stream_snapshots* (position-list reads after a
+    connect), *stream_stale* updates dropped as older than one already
+    yielded, and *stream_bad* pushes skipped as malformed.
     """
 
     started_at: float
@@ -144,6 +148,11 @@ class SessionStats:
     halted: bool
     halts: int
     callback_errors: int
+    stream_messages: int = 0
+    stream_reconnects: int = 0
+    stream_snapshots: int = 0
+    stream_stale: int = 0
+    stream_bad: int = 0
 
     @property
     def retried(self) -> int:
@@ -239,6 +248,7 @@ class StatsRecorder:
         "_rate_limited",
         "_retries",
         "_started_at",
+        "_stream",
         "_wait_count",
         "_wait_total",
         "_waits",
@@ -265,6 +275,8 @@ class StatsRecorder:
         self._halted = False
         self._halts = 0
         self._callback_errors = 0
+        # messages, reconnects, snapshots, stale, bad: the private stream's counts.
+        self._stream = [0, 0, 0, 0, 0]
 
     def _path(self, path: str) -> _Path:
         row = self._paths.get(path)
@@ -338,6 +350,22 @@ class StatsRecorder:
             self._halts += 1
         self._halted = on
 
+    def stream_counted(
+        self,
+        messages: int = 0,
+        reconnects: int = 0,
+        snapshots: int = 0,
+        stale: int = 0,
+        bad: int = 0,
+    ) -> None:
+        """Add to the private stream's counts."""
+        counts = self._stream
+        counts[0] += messages
+        counts[1] += reconnects
+        counts[2] += snapshots
+        counts[3] += stale
+        counts[4] += bad
+
     def callback_failed(self) -> None:
         """Count an exception raised by ``on_event``."""
         self._callback_errors += 1
@@ -363,4 +391,9 @@ class StatsRecorder:
             halted=self._halted if halted is None else halted,
             halts=self._halts,
             callback_errors=self._callback_errors,
+            stream_messages=self._stream[0],
+            stream_reconnects=self._stream[1],
+            stream_snapshots=self._stream[2],
+            stream_stale=self._stream[3],
+            stream_bad=self._stream[4],
         )
