@@ -1345,7 +1345,6 @@ class BybitSession:
             self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
         )
 
-
     # -- live positions ---------------------------------------------------------
 
     @property

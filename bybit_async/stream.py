@@ -448,9 +448,7 @@ class PositionStream:
             raise
         return ws
 
-    async def _answer(
-        self, ws: _WebSocket, op: str, timeout: float
-    ) -> dict[str, Any]:
+    async def _answer(self, ws: _WebSocket, op: str, timeout: float) -> dict[str, Any]:
         """Read until the answer to *op*; pushes meanwhile are handled as usual."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
