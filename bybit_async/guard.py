@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Final, Literal, Protocol
 
 from .errors import BybitError
@@ -294,6 +295,10 @@ class _Guard:
         self.confirmed.discard(key)
         for position in positions:
             if position.symbol == symbol and position.position_idx == idx:
+                if position.auto_add_margin == self.flag and trigger != "retry":
+                    # The push that looked wrong was older than the confirmed write.
+                    row = _decide(position, self.flag, False)
+                    self.report(replace(row, reason=f"{row.reason} (read)"), trigger)
                 self.consider(position, trigger)
 
     def backoff(self, failures: int) -> float:

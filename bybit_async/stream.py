@@ -152,8 +152,10 @@ class PositionStream:
     Made by `BybitSession.stream_positions`; see the module documentation.
     *category* is ``"linear"``.  With *snapshot* (the default) every connect
     reads the open positions of *settle_coin* (a coin or several) and yields
-    them.  *ping_interval*, *pong_timeout* and *silence_timeout* (seconds)
-    say when a link is dead; reconnects wait from *backoff_initial* doubling
+    them.  A link is dead when a ping (sent every *ping_interval* seconds)
+    gets no pong within *pong_timeout*, when nothing at all (pongs
+    included) arrives for *silence_timeout* (default: the two added), or
+    when the socket closes.  Reconnects wait from *backoff_initial* doubling
     up to *backoff_max* seconds, jittered, starting over once a connection
     has stayed up *stable_after* seconds, and make at most *max_connects*
     connects per *connects_window* seconds.  *expires_in* is how long the
@@ -514,22 +516,26 @@ class PositionStream:
         raise _LinkDead("closed")
 
     async def _watch(self, ws: _WebSocket) -> None:
+        """Ping every *ping_interval*; raise `_LinkDead` on a missing pong or on silence."""
         loop = asyncio.get_running_loop()
         heard = self._heard
         heard_at = loop.time()
+        next_ping = heard_at + self._ping_interval
         while True:
-            await asyncio.sleep(self._ping_interval)
-            self._pong.clear()
-            await ws.send_str(_PING)
-            try:
-                await asyncio.wait_for(self._pong.wait(), self._pong_timeout)
-            except asyncio.TimeoutError:
-                raise _LinkDead("no pong") from None
+            await asyncio.sleep(max(0.0, min(next_ping, heard_at + self._silence) - loop.time()))
             now = loop.time()
             if self._heard != heard:
                 heard, heard_at = self._heard, now
             elif now - heard_at >= self._silence:
                 raise _LinkDead("silent")
+            if now >= next_ping:
+                self._pong.clear()
+                await ws.send_str(_PING)
+                try:
+                    await asyncio.wait_for(self._pong.wait(), self._pong_timeout)
+                except asyncio.TimeoutError:
+                    raise _LinkDead("no pong") from None
+                next_ping = loop.time() + self._ping_interval
 
     async def _read_snapshot(self, number: int) -> None:
         session = self._session

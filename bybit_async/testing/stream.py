@@ -65,7 +65,9 @@ class _Connection:
         self.last_due = 0.0
 
     def send(self, message: dict[str, Any], delay: float = 0.0) -> None:
-        data = orjson.dumps(message)
+        self.send_raw(orjson.dumps(message), delay)
+
+    def send_raw(self, data: bytes, delay: float = 0.0) -> None:
         due = max(self.last_due, time.monotonic() + delay)
         self.last_due = due
         self.queue.append((due, data))
@@ -163,6 +165,18 @@ class StreamHub:
             }
             extra = 0.0 if delay is None else self.sim._draws(delay).outbound()
             conn.send(message, self.push_delay + extra)
+
+    def push_raw(self, text: str, *, api_key: str | None = None) -> int:
+        """Send *text* as it is to every subscribed connection of *api_key*'s account.
+
+        For pushes Bybit would not send: malformed ones, or old ones.  *api_key*
+        None means the default key.  Returns how many connections it went to.
+        """
+        uid = self.sim.uid(api_key)
+        targets = [c for c in self._connections if c.uid == uid and c.topics]
+        for conn in targets:
+            conn.send_raw(text.encode(), self.push_delay)
+        return len(targets)
 
     # -- the connection -----------------------------------------------------
 
