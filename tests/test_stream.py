@@ -142,15 +142,18 @@ async def test_snapshot_then_pushes(
         await events.wait(StreamSnapshot)
         sim.set_position("BTCUSDT", size="1")
         opened = await until(stream, lambda p: p.symbol == "BTCUSDT")
-        assert opened.is_open and opened.trade_mode == 1
+        assert opened.is_open
+        assert opened.trade_mode == 1
         await session.set_auto_add_margin("BTCUSDT", True)
         turned = await until(stream, lambda p: p.symbol == "BTCUSDT")
         assert turned.auto_add_margin is True
     (connected,) = events.of(StreamConnected)
-    assert connected.url == session.stream_url and connected.connection == 1
+    assert connected.url == session.stream_url
+    assert connected.connection == 1
     assert events.of(StreamSnapshot)[0].positions == 1
     stats = session.stats()
-    assert stats.stream_snapshots == 1 and stats.stream_messages >= 2
+    assert stats.stream_snapshots == 1
+    assert stats.stream_messages >= 2
 
 
 async def test_messages_are_in_the_request_log(sim: BybitSimulator, session: BybitSession) -> None:
@@ -160,7 +163,9 @@ async def test_messages_are_in_the_request_log(sim: BybitSimulator, session: Byb
     assert [m["op"] for m in sent[:2]] == ["auth", "subscribe"]
     assert sent[1]["args"] == ["position.linear"]
     api_key, expires, signature = sent[0]["args"]
-    assert api_key == sim.api_key and isinstance(expires, int) and len(signature) == 64
+    assert api_key == sim.api_key
+    assert isinstance(expires, int)
+    assert len(signature) == 64
     assert any(r.method == "PUSH" and r.path == "/v5/private" for r in sim.requests)
 
 
@@ -212,9 +217,11 @@ async def test_dropped_link_reconnects_and_reads_again(
         assert changed.symbol == "ETHUSDT"
         await events.wait(StreamSnapshot, 2)
     (lost,) = events.of(StreamDisconnected)[:1]
-    assert lost.reason == "closed" and lost.connection == 1
+    assert lost.reason == "closed"
+    assert lost.connection == 1
     (again,) = events.of(StreamReconnected)
-    assert again.connection == 2 and again.downtime >= 0
+    assert again.connection == 2
+    assert again.downtime >= 0
     assert session.stats().stream_reconnects == 1
     assert session.stats().stream_snapshots == 2
 
@@ -328,7 +335,8 @@ async def test_bad_pushes_are_logged_once_counted_and_skipped(
             sim.stream.push_raw(text)
         sim.stream.push_raw(push("ETHUSDT", 9, autoAddMargin="1"))
         (good,) = await take(stream, 1)
-    assert good.symbol == "ETHUSDT" and good.auto_add_margin is True
+    assert good.symbol == "ETHUSDT"
+    assert good.auto_add_margin is True
     assert session.stats().stream_bad == len(bad)
     warnings = [r.getMessage() for r in caplog.records if r.name == "bybit_async.stream"]
     assert sum("not JSON" in w for w in warnings) == 1
