@@ -46,7 +46,7 @@ from pathlib import Path
 import pytest
 
 import bybit_async
-from bybit_async import errors, retry, session, testing
+from bybit_async import errors, positions, retry, session, testing
 from bybit_async.testing import BybitSimulator
 from bybit_async.testing.accounts import SYMBOL_PATTERN as SIM_SYMBOL
 
@@ -496,7 +496,8 @@ def json_symbol(line: str) -> str:
 
 
 def test_protocol_notes_symbol_rule_matches_session_and_simulator() -> None:
-    pattern = session._SYMBOL.pattern.removesuffix(r"\Z")
+    # The rule lives with set-auto-add-margin's parameters, in positions.py.
+    pattern = positions._SYMBOL.pattern.removesuffix(r"\Z")
     assert SIM_SYMBOL.pattern == pattern
     row = next(r for r in _rows("protocol-notes.md") if r[0].startswith("Symbols may"))
     assert pattern in row[1]
