@@ -250,6 +250,11 @@ def evaluate_targets(results: Json) -> list[Json]:
 
         for target in observability_targets(results["observability"]):
             add(*target)
+    if results.get("stream"):
+        from .stream import stream_targets
+
+        for target in stream_targets(results["stream"]):
+            add(*target)
     return targets
 
 
@@ -723,6 +728,10 @@ def render_tables(results: Json, heading: str = "##") -> str:
         from .observability import render_observability
 
         parts += render_observability(results["observability"], heading)
+    if results.get("stream"):
+        from .stream import render_stream
+
+        parts += render_stream(results["stream"], heading)
     return "\n\n".join(parts) + "\n"
 
 

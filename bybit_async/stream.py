@@ -31,7 +31,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -600,17 +599,13 @@ class PositionStream:
                 self._bad(f"{name} not a number")
                 return None
         try:
-            size = Decimal(str(item["size"]))
-        except InvalidOperation:
-            self._bad("size not a number")
-            return None
-        if not size.is_finite():
-            self._bad("size not a number")
-            return None
-        try:
             position = Position.from_json(fixed if fixed is not None else item)
         except (TypeError, ValueError, KeyError) as error:
-            self._bad(f"malformed position ({type(error).__name__})")
+            text = str(error)
+            self._bad("size not a number" if text.startswith("size") else f"malformed ({text:.40})")
+            return None
+        if not position.size.is_finite():
+            self._bad("size not a number")
             return None
         return position, _seq(item.get("seq"))
 
