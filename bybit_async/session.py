@@ -1344,8 +1344,15 @@ class BybitSession:
         hedge mode); with *settle_coin* (such as ``"USDT"``) and no symbol,
         every open position settled in it.  Pages of 200 are read, following
         ``nextPageCursor`` to the end; reads are retried like any idempotent call.
+        The session's *deadline* bounds the whole read, every page included.  A
+        list that does not end (more than `positions.MAX_PAGES` pages, or
+        a page over the limit) raises `InvalidResponseError`; a page that
+        adds no new position ends it, and each (symbol, position_idx) is
+        returned once.
         """
-        return await _get_positions(self, category, symbol=symbol, settle_coin=settle_coin)
+        return await _get_positions(
+            self, category, symbol=symbol, settle_coin=settle_coin, deadline=self._deadline
+        )
 
     async def ensure_auto_add_margin(
         self,
@@ -1371,9 +1378,17 @@ class BybitSession:
         skipped without a write.  With *dry_run*, only reads: the report is the
         plan.  Raises `TypeError` or `ValueError` for a bad argument before
         sending anything, and a settle coin's read error (nothing is written then).
+        The session's *deadline* bounds all the reads together; each write is a
+        call of its own.
         """
         return await _ensure_auto_add_margin(
-            self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+            self,
+            symbols,
+            on,
+            settle_coin=settle_coin,
+            classic=classic,
+            dry_run=dry_run,
+            deadline=self._deadline,
         )
 
 
