@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
@@ -158,6 +159,25 @@ def _transport_error(exc: BaseException, method: str, path: str, connected: bool
         cls = ConnectError
     detail = str(exc) or type(exc).__name__
     return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, or a copy of it that no longer holds the signed request.
+
+    aiohttp's response errors keep the request's headers (the key and the
+    signature) in ``request_info``; the copy keeps its URL and method only,
+    and none of the original's chain.
+    """
+    info = getattr(exc, "request_info", None)
+    if not isinstance(info, aiohttp.RequestInfo):
+        return exc
+    clean = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+    )
+    scrubbed = copy.copy(exc)
+    vars(scrubbed).update(request_info=clean, history=())
+    scrubbed.args = (clean, ())
+    return scrubbed
 
 
 def _frameless(error: BaseException | None) -> BaseException | None:
@@ -998,7 +1018,7 @@ class BybitSession:
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = exc
+            failure.__cause__ = _scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks

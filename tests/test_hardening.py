@@ -8,14 +8,19 @@ no assertion depends on timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import itertools
-from collections.abc import AsyncIterator, Callable
+import re
+import time
+import types
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from bybit_async import BybitSession, InvalidResponseError, RequestTimeout
+from bybit_async import BybitError, BybitSession, InvalidResponseError, RequestTimeout
 from bybit_async.positions import MAX_PAGES, POSITION_LIST
 
 from .hostile import HostileServer, envelope, serve
@@ -127,3 +132,121 @@ async def test_the_deadline_bounds_the_whole_read_not_each_page(server: HostileS
         with pytest.raises(RequestTimeout, match="deadline of 1 s"):
             await asyncio.wait_for(session.ensure_auto_add_margin(["BTCUSDT"], True), GUARD)
         assert reads(server) - before < MAX_PAGES
+
+
+# -- 2. nothing secret reachable from an error ---------------------------------------
+
+KEY = "KEY-reachable-0123456789"
+
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+)
+
+
+def reachable(root: object) -> Iterator[object]:
+    """Every object reachable from *root*, tracebacks and frames aside.
+
+    A traceback's frames hold the caller's own objects (the session, which
+    keeps its key); what an error carries besides them must hold nothing secret.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        yield obj
+        stack += gc.get_referents(obj)
+        if isinstance(obj, BaseException):
+            stack += [obj.__cause__, obj.__context__]
+            stack += list(vars(obj).values()) if hasattr(obj, "__dict__") else []
+
+
+def secrets_in(error: BaseException, secrets: list[str]) -> list[str]:
+    found = []
+    for obj in reachable(error):
+        texts: list[str] = []
+        if isinstance(obj, str):
+            texts.append(obj)
+        elif isinstance(obj, bytes | bytearray):
+            texts.append(bytes(obj).decode("latin-1"))
+        else:
+            with contextlib.suppress(Exception):
+                texts.append(repr(obj))
+        found += [s for s in secrets for text in texts if s in text]
+    return found
+
+
+class RawServer:
+    """Answers the clock properly and everything else with *answer*, bytes as given."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                body = await reader.readexactly(int(length[1])) if length else b""
+                self.requests.append(head + body)
+                if head.startswith(b"GET /v5/market/time"):
+                    now = time.time_ns()
+                    payload = (
+                        b'{"retCode":0,"retMsg":"OK","result":{"timeNano":"%d"},"time":%d}'
+                        % (now, now // 10**6)
+                    )
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+                    )
+                else:
+                    writer.write(self.answer)
+                    break  # and hang up: a body cut short stays short
+                await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    def signatures(self) -> list[str]:
+        return [
+            m.decode() for r in self.requests for m in re.findall(rb"(?i)x-bapi-sign: *(\w+)", r)
+        ]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n{}",  # a malformed header
+        b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}",  # a malformed status line
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}",  # a body cut short
+    ],
+)
+async def test_no_signature_or_key_reachable_from_an_error(answer: bytes) -> None:
+    async with RawServer(answer) as raw:
+        session = BybitSession(KEY, "secret", base_url=raw.url, max_retries=0)
+        async with session:
+            with pytest.raises(BybitError) as raised:
+                await asyncio.wait_for(session.set_auto_add_margin("BTCUSDT", True), GUARD)
+    assert raw.signatures()
+    assert secrets_in(raised.value, [KEY, "secret", *raw.signatures()]) == []
+    # What aiohttp said is kept, without the secrets.
+    assert raised.value.__cause__ is not None
