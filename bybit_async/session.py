@@ -489,6 +489,9 @@ class BybitSession:
         # Queued calls map to whether none of their attempts was sent before.
         self._queued: dict[asyncio.Task[Any], bool] = {}
         self._sleeping: set[asyncio.Task[Any]] = set()
+        # The calls under way that sent something -> the number of their last
+        # attempt to reach the network (none: nothing of the call was sent).
+        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -700,7 +703,8 @@ class BybitSession:
 
     def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
         """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        return not self._queued.get(task, False)
+        # A call waiting for its first permit or clock sync has sent nothing.
+        return task in self._attempted
 
     def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
         self._interrupt(
@@ -751,9 +755,12 @@ class BybitSession:
             # Another cancellation besides the session's own wins (3.11+ can tell).
             if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
                 if self._observed:
-                    self._call_ended(method, path, started, _CANCELLED, 0)
+                    self._call_ended(
+                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
+                    )
                 raise
             error = reason(method, path)
+            error.attempts = max(1, self._attempted.get(task, 0))
             if self._observed:
                 self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise error from None
@@ -772,6 +779,7 @@ class BybitSession:
             if timer is not None:
                 timer.cancel()
             reason = self._calls.pop(task)
+            self._attempted.pop(task, None)
             if reason is not None and not converted and sys.version_info >= (3, 11):
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
 
@@ -924,6 +932,9 @@ class BybitSession:
             await self._sync_clock()
         permit = await self._acquire(method, path, number)
         generation = self._clock.generation
+        task = asyncio.current_task()
+        if task in self._calls:
+            self._attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(

@@ -21,11 +21,13 @@ import pytest
 from aiohttp import web
 
 from bybit_async import BybitError, BybitSession, InvalidResponseError, RequestTimeout
+from bybit_async.events import CallEnded
 from bybit_async.positions import MAX_PAGES, POSITION_LIST
 
 from .hostile import HostileServer, envelope, serve
 
 GUARD = 30  # seconds: turns a hang into a failure, measures nothing
+PATH = "/v5/position/set-auto-add-margin"
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ async def test_new_cursors_with_new_positions_forever_stop_at_the_page_cap(
         assert reads(server) == MAX_PAGES
         with pytest.raises(InvalidResponseError, match="pages"):
             await asyncio.wait_for(session.ensure_auto_add_margin(None, True), GUARD)
-        assert "/v5/position/set-auto-add-margin" not in server.paths()
+        assert PATH not in server.paths()
 
 
 async def test_new_cursors_over_the_same_positions_end_the_list(server: HostileServer) -> None:
@@ -250,3 +252,50 @@ async def test_no_signature_or_key_reachable_from_an_error(answer: bytes) -> Non
     assert secrets_in(raised.value, [KEY, "secret", *raw.signatures()]) == []
     # What aiohttp said is kept, without the secrets.
     assert raised.value.__cause__ is not None
+
+
+# -- 4. the deadline's error says what happened to the call ---------------------------
+
+
+async def test_a_deadline_during_the_first_clock_sync_says_not_sent(
+    server: HostileServer,
+) -> None:
+    never = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await never.wait()
+        return envelope()
+
+    server.time_handler = hang
+    events: list[Any] = []
+    async with session_for(server, deadline=0.2, timeout=3600, on_event=events.append) as session:
+        with pytest.raises(RequestTimeout, match="deadline") as raised:
+            await asyncio.wait_for(session.set_auto_add_margin("BTCUSDT", True), GUARD)
+    assert raised.value.sent is False
+    assert "not sent" in str(raised.value)
+    assert PATH not in server.paths()
+    (ended,) = [e for e in events if isinstance(e, CallEnded) and e.path == PATH]
+    assert ended.reason == "RequestTimeout"
+
+
+async def test_a_deadline_after_many_10006_answers_counts_every_attempt(
+    server: HostileServer,
+) -> None:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return envelope(10006)
+
+    server.handler = refuse
+    events: list[Any] = []
+    options = {"deadline": 0.3, "max_retries": 10_000, "backoff_max": 0.01}
+    async with session_for(server, **options, on_event=events.append) as session:
+        with pytest.raises(RequestTimeout, match="deadline") as raised:
+            await asyncio.wait_for(session.set_auto_add_margin("BTCUSDT", True), GUARD)
+        stats = session.stats()
+    received = server.paths().count(PATH)
+    assert received > 2
+    # The last attempt may have been on its way when the deadline passed.
+    assert received <= raised.value.attempts <= received + 1
+    assert raised.value.sent is True
+    (ended,) = [e for e in events if isinstance(e, CallEnded) and e.path == PATH]
+    assert ended.attempts == raised.value.attempts
+    assert stats.paths[PATH].requests >= received
