@@ -23,6 +23,7 @@ from aiohttp import web
 from bybit_async import BybitError, BybitSession, InvalidResponseError, RequestTimeout
 from bybit_async.events import CallEnded
 from bybit_async.positions import MAX_PAGES, POSITION_LIST
+from bybit_async.stats import MAX_KEYS, OTHER, OTHER_CODE, StatsRecorder
 
 from .hostile import HostileServer, envelope, serve
 
@@ -299,3 +300,46 @@ async def test_a_deadline_after_many_10006_answers_counts_every_attempt(
     (ended,) = [e for e in events if isinstance(e, CallEnded) and e.path == PATH]
     assert ended.attempts == raised.value.attempts
     assert stats.paths[PATH].requests >= received
+
+
+# -- 5. a server cannot grow the stats without bound -----------------------------------
+
+
+def test_distinct_ret_codes_and_reasons_are_bounded_the_rest_counted_as_other() -> None:
+    recorder = StatsRecorder()
+    for code in range(20_000, 25_000):
+        recorder.answered(PATH, 200, code, 0.001, False)
+        recorder.answered(PATH, 100 + code % 900, None, 0.001, False)
+        recorder.failed(PATH, f"Reason{code}")
+        recorder.retried(f"retCode {code}")
+        recorder.call_ended(f"retCode {code}")
+    stats = recorder.snapshot()
+    row = stats.paths[PATH]
+    for counts in (row.by_ret_code, row.by_status, row.failures, stats.retries, stats.calls_failed):
+        assert len(counts) <= MAX_KEYS + 1
+        assert sum(counts.values()) in (5000, 10_000)
+    assert row.by_ret_code[OTHER_CODE] == 5000 - MAX_KEYS
+    assert stats.calls_failed[OTHER] == 5000 - MAX_KEYS
+    assert stats.calls == 5000
+    # The first ones seen keep their own count.
+    assert row.by_ret_code[20_000] == stats.calls_failed["retCode 20000"] == 1
+
+
+async def test_a_server_answering_ever_new_ret_codes_leaves_bounded_stats(
+    server: HostileServer,
+) -> None:
+    codes = itertools.count(30_000)
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return envelope(next(codes))
+
+    server.handler = refuse
+    async with session_for(server, rate_limits=None, max_retries=0) as session:
+        for _ in range(MAX_KEYS + 20):
+            with pytest.raises(BybitError):
+                await session.set_auto_add_margin("BTCUSDT", True)
+        stats = session.stats()
+    assert len(stats.paths[PATH].by_ret_code) == MAX_KEYS + 1
+    assert stats.paths[PATH].by_ret_code[OTHER_CODE] == 20
+    assert len(stats.calls_failed) == MAX_KEYS + 1
+    assert stats.calls_failed[OTHER] == 20
