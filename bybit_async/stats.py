@@ -121,8 +121,9 @@ class PathStats:
     succeed.  *by_status* counts answers by HTTP status, *by_ret_code* by
     retCode (0 included), and *failures* the attempts that got no answer by
     reason (such as ``"RequestTimeout"``); past `MAX_KEYS` distinct keys the
-    rest are counted under `OTHER_CODE` (-1) or `OTHER` (``"other"``).  *latency* is from sending to the
-    body read, answers only; *limit* the last rate-limit headers.
+    rest are counted under `OTHER_CODE` (-1) or `OTHER` (``"other"``).
+    *latency* is from sending to the body read, answers only; *limit* the last
+    rate-limit headers.
     """
 
     requests: int
