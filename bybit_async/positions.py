@@ -123,7 +123,10 @@ class Position:
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> Position:
-        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed."""
+        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed.
+
+        A size that is not a finite number (``NaN``, ``Infinity``) is malformed.
+        """
         symbol = item["symbol"]
         idx = item["positionIdx"]
         trade_mode = item.get("tradeMode", 0)
@@ -140,6 +143,10 @@ class Position:
             size = Decimal(str(item.get("size") or "0"))
         except InvalidOperation:
             raise ValueError(f"size {item.get('size')!r}") from None
+        if not size.is_finite():
+            # NaN, sNaN and Infinity parse, but no position has such a size
+            # (and comparing sNaN raises).
+            raise ValueError(f"size {item.get('size')!r}")
         return cls(
             symbol,
             PositionIdx(idx),

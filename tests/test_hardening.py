@@ -343,3 +343,19 @@ async def test_a_server_answering_ever_new_ret_codes_leaves_bounded_stats(
     assert stats.paths[PATH].by_ret_code[OTHER_CODE] == 20
     assert len(stats.calls_failed) == MAX_KEYS + 1
     assert stats.calls_failed[OTHER] == 20
+
+
+# -- 7. sizes that are not numbers ---------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["NaN", "sNaN", "Infinity", "-Infinity", "-nan", "inf"])
+async def test_a_size_that_is_not_a_finite_number_refuses_the_page(
+    server: HostileServer, size: str
+) -> None:
+    server.handler = pages(lambda n: ([item("BTCUSDT"), item("ETHUSDT", size=size)], ""))
+    async with session_for(server) as session:
+        with pytest.raises(InvalidResponseError):
+            await asyncio.wait_for(session.get_positions(settle_coin="USDT"), GUARD)
+        with pytest.raises(InvalidResponseError):
+            await asyncio.wait_for(session.ensure_auto_add_margin(None, True), GUARD)
+    assert PATH not in server.paths()
