@@ -153,8 +153,10 @@ class CallEnded:
     """A call returned (*reason* None) or raised, after *attempts* and *elapsed* seconds.
 
     *at* is the wall-clock time (Unix seconds); *method* and *path* are the
-    call's.  A call its caller cancelled has *reason* ``"cancelled"`` and
-    *attempts* 0 (not known).
+    call's.  *attempts* counts the attempts that reached the network; a call
+    ended before sending anything (its deadline passed while it waited for the
+    limiter or the clock, say) counts 1, and a call its caller cancelled has
+    *reason* ``"cancelled"`` and the attempts sent so far (0 for none).
     """
 
     at: float

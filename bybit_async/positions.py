@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal, Protocol, TypeAlias, cast
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar, cast
 
 import orjson
 
-from .errors import BybitAPIError, BybitError, InvalidResponseError, PositionError
+from .errors import (
+    BybitAPIError,
+    BybitError,
+    InvalidResponseError,
+    PositionError,
+    RequestTimeout,
+)
 from .models import ApiResponse, PositionIdx
 
 __all__ = [
@@ -43,8 +49,16 @@ __all__ = [
 POSITION_LIST: Final = "/v5/position/list"
 #: The position list's largest page: the fewest reads.
 PAGE_SIZE: Final = 200
+#: The most positions one query can list: Bybit has fewer than 1,000 linear
+#: contracts per settle coin, and hedge mode gives each two positions.
+MAX_POSITIONS: Final = 2000
+#: Pages read for one query before the list counts as endless: twice what
+#: `MAX_POSITIONS` fills, for room.
+MAX_PAGES: Final = 2 * -(-MAX_POSITIONS // PAGE_SIZE)
 #: Settle coin read when none is given.
 DEFAULT_SETTLE_COIN: Final = "USDT"
+
+T = TypeVar("T")
 
 # retCodes of set-auto-add-margin that say the position cannot have the flag at all.
 _NOT_APPLICABLE: Final = {110076: "cross margin", 110077: "portfolio margin"}
@@ -123,6 +137,7 @@ def auto_add_margin_params(
 
 # -- the position list -------------------------------------------------------------
 
+
 #: A position's identity: (symbol, position index).
 PositionKey: TypeAlias = "tuple[str, PositionIdx]"
 
@@ -155,7 +170,10 @@ class Position:
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> Position:
-        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed."""
+        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed.
+
+        A size that is not a finite number (``NaN``, ``Infinity``) is malformed.
+        """
         symbol = item["symbol"]
         idx = item["positionIdx"]
         trade_mode = item.get("tradeMode", 0)
@@ -172,6 +190,10 @@ class Position:
             size = Decimal(str(item.get("size") or "0"))
         except InvalidOperation:
             raise ValueError(f"size {item.get('size')!r}") from None
+        if not size.is_finite():
+            # NaN, sNaN and Infinity parse, but no position has such a size
+            # (and comparing sNaN raises).
+            raise ValueError(f"size {item.get('size')!r}")
         return cls(
             symbol,
             PositionIdx(idx),
@@ -241,26 +263,81 @@ def parse_positions(resp: ApiResponse) -> tuple[list[Position], str]:
         ) from None
 
 
+class _Pages:
+    """Every page of one query, read with the bounds a hostile server cannot move.
+
+    A page that adds no position not seen before ends the list (a server that
+    keeps handing out new cursors over the same positions); each (symbol,
+    positionIdx) is kept once, as first listed; more than `MAX_PAGES` pages,
+    or a page longer than the limit asked for, raises `InvalidResponseError`.
+    """
+
+    __slots__ = ("positions", "reads")
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[str, int], Position] = {}
+        self.reads = 0
+
+    async def read(self, client: _Client, params: dict[str, str]) -> None:
+        seen: set[str] = set()
+        limit = int(params["limit"])
+        while True:
+            if self.reads >= MAX_PAGES:
+                raise InvalidResponseError(
+                    b"",
+                    method="GET",
+                    path=POSITION_LIST,
+                    reason=f"more than {MAX_PAGES} pages (Bybit holds at most about "
+                    f"{MAX_POSITIONS} positions per settle coin): the list does not end",
+                )
+            self.reads += 1
+            page, cursor = parse_positions(
+                await client.request("GET", POSITION_LIST, params, signed=True)
+            )
+            if len(page) > limit:
+                raise InvalidResponseError(
+                    b"",
+                    method="GET",
+                    path=POSITION_LIST,
+                    reason=f"a page of {len(page)} positions, more than the limit of {limit}",
+                )
+            added = 0
+            for position in page:
+                key = (position.symbol, int(position.position_idx))
+                if key not in self.positions:
+                    self.positions[key] = position
+                    added += 1
+            if not cursor or not added:
+                return
+            if cursor in seen:
+                # A cursor seen before would read the same pages forever.
+                raise InvalidResponseError(
+                    f"nextPageCursor {cursor!r} repeats".encode(), method="GET", path=POSITION_LIST
+                )
+            seen.add(cursor)
+            params = {**params, "cursor": cursor}
+
+
 async def _read_pages(client: _Client, params: dict[str, str]) -> tuple[list[Position], int]:
     """Every page of one query; the positions and the number of reads it took."""
-    positions: list[Position] = []
-    seen: set[str] = set()
-    reads = 0
-    while True:
-        reads += 1
-        page, cursor = parse_positions(
-            await client.request("GET", POSITION_LIST, params, signed=True)
-        )
-        positions += page
-        if not cursor:
-            return positions, reads
-        if cursor in seen:
-            # A cursor seen before would read the same pages forever.
-            raise InvalidResponseError(
-                f"nextPageCursor {cursor!r} repeats".encode(), method="GET", path=POSITION_LIST
-            )
-        seen.add(cursor)
-        params = {**params, "cursor": cursor}
+    pages = _Pages()
+    await pages.read(client, params)
+    return list(pages.positions.values()), pages.reads
+
+
+async def _within(deadline: float | None, work: Awaitable[T]) -> T:
+    """Await *work*, all of it bounded by *deadline* seconds (None: unbounded)."""
+    if deadline is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, deadline)
+    except asyncio.TimeoutError:
+        raise RequestTimeout(
+            f"the call's deadline of {deadline:g} s passed (every page, retries and waits "
+            "included)",
+            method="GET",
+            path=POSITION_LIST,
+        ) from None
 
 
 async def get_positions(
@@ -269,10 +346,14 @@ async def get_positions(
     *,
     symbol: str | None = None,
     settle_coin: str | None = None,
+    deadline: float | None = None,
 ) -> list[Position]:
-    """Read ``GET /v5/position/list`` to its last page; see `BybitSession.get_positions`."""
+    """Read ``GET /v5/position/list`` to its last page; see `BybitSession.get_positions`.
+
+    *deadline* (s) bounds the whole read, every page included.
+    """
     params = position_list_params(category, symbol=symbol, settle_coin=settle_coin)
-    positions, _ = await _read_pages(client, params)
+    positions, _ = await _within(deadline, _read_pages(client, params))
     return positions
 
 
@@ -465,38 +546,10 @@ def _text(error: Exception) -> str:
     return error.message if isinstance(error, BybitError) else f"{type(error).__name__}: {error}"
 
 
-async def plan_auto_add_margin(
-    client: _Client,
-    symbols: Iterable[str] | None = None,
-    on: bool | int = True,
-    *,
-    settle_coin: str | Sequence[str] | None = None,
-    classic: bool = False,
-) -> EnsureReport:
-    """Read the positions and return the plan: a dry run's `EnsureReport`.
-
-    See `BybitSession.ensure_auto_add_margin` for the arguments.  Rows that
-    need a write have the status ``"planned"``.
-    """
-    # Validated before any request, with the write's own check, so a bad
-    # symbol fails the call instead of a row.
-    if isinstance(symbols, str):
-        raise TypeError("symbols must be an iterable of symbols, not one str")
-    if isinstance(on, bool) or (isinstance(on, int) and on in (0, 1)):
-        flag = bool(on)
-    else:
-        raise (ValueError if isinstance(on, int) else TypeError)(
-            f"on must be True/False or 1/0, got {on!r}"
-        )
-    names: list[str] | None = None
-    if symbols is not None:
-        names = list(dict.fromkeys(symbols))
-        for name in names:
-            auto_add_margin_params(name, flag)
-    coins = _coins(settle_coin)
-    if not isinstance(classic, bool):
-        raise TypeError(f"classic must be a bool, got {classic!r}")
-
+async def _read_all(
+    client: _Client, names: list[str] | None, coins: list[str]
+) -> tuple[dict[str, dict[int, Position]], dict[str, Exception], int]:
+    """The positions of *coins* and of the symbols *names*, their read failures, and reads."""
     found: dict[str, dict[int, Position]] = {}
     reads = 0
     # An empty list of symbols needs no read at all.
@@ -538,6 +591,45 @@ async def plan_auto_add_margin(
                     f"no position listed for {name}".encode(), method="GET", path=POSITION_LIST
                 )
             found[name] = listed
+
+    return found, failures, reads
+
+
+async def plan_auto_add_margin(
+    client: _Client,
+    symbols: Iterable[str] | None = None,
+    on: bool | int = True,
+    *,
+    settle_coin: str | Sequence[str] | None = None,
+    classic: bool = False,
+    deadline: float | None = None,
+) -> EnsureReport:
+    """Read the positions and return the plan: a dry run's `EnsureReport`.
+
+    See `BybitSession.ensure_auto_add_margin` for the arguments.  Rows that
+    need a write have the status ``"planned"``.  *deadline* (s) bounds all the
+    reads together.
+    """
+    # Validated before any request, with the write's own check, so a bad
+    # symbol fails the call instead of a row.
+    if isinstance(symbols, str):
+        raise TypeError("symbols must be an iterable of symbols, not one str")
+    if isinstance(on, bool) or (isinstance(on, int) and on in (0, 1)):
+        flag = bool(on)
+    else:
+        raise (ValueError if isinstance(on, int) else TypeError)(
+            f"on must be True/False or 1/0, got {on!r}"
+        )
+    names: list[str] | None = None
+    if symbols is not None:
+        names = list(dict.fromkeys(symbols))
+        for name in names:
+            auto_add_margin_params(name, flag)
+    coins = _coins(settle_coin)
+    if not isinstance(classic, bool):
+        raise TypeError(f"classic must be a bool, got {classic!r}")
+
+    found, failures, reads = await _within(deadline, _read_all(client, names, coins))
 
     rows: list[EnsureRow] = []
     for name in sorted(found) if names is None else names:
@@ -615,9 +707,15 @@ async def ensure_auto_add_margin(
     settle_coin: str | Sequence[str] | None = None,
     classic: bool = False,
     dry_run: bool = False,
+    deadline: float | None = None,
 ) -> EnsureReport:
-    """Read, then write only what differs; see `BybitSession.ensure_auto_add_margin`."""
-    plan = await plan_auto_add_margin(client, symbols, on, settle_coin=settle_coin, classic=classic)
+    """Read, then write only what differs; see `BybitSession.ensure_auto_add_margin`.
+
+    *deadline* (s) bounds the reads together; each write is a call of its own.
+    """
+    plan = await plan_auto_add_margin(
+        client, symbols, on, settle_coin=settle_coin, classic=classic, deadline=deadline
+    )
     if dry_run:
         return plan
     return await apply_plan(client, plan)

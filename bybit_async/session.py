@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
@@ -159,6 +160,25 @@ def _transport_error(exc: BaseException, method: str, path: str, connected: bool
         cls = ConnectError
     detail = str(exc) or type(exc).__name__
     return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, or a copy of it that no longer holds the signed request.
+
+    aiohttp's response errors keep the request's headers (the key and the
+    signature) in ``request_info``; the copy keeps its URL and method only,
+    and none of the original's chain.
+    """
+    info = getattr(exc, "request_info", None)
+    if not isinstance(info, aiohttp.RequestInfo):
+        return exc
+    clean = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+    )
+    scrubbed = copy.copy(exc)
+    vars(scrubbed).update(request_info=clean, history=())
+    scrubbed.args = (clean, ())
+    return scrubbed
 
 
 def _frameless(error: BaseException | None) -> BaseException | None:
@@ -438,6 +458,9 @@ class BybitSession:
         # Queued calls map to whether none of their attempts was sent before.
         self._queued: dict[asyncio.Task[Any], bool] = {}
         self._sleeping: set[asyncio.Task[Any]] = set()
+        # The calls under way that sent something -> the number of their last
+        # attempt to reach the network (none: nothing of the call was sent).
+        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -649,7 +672,8 @@ class BybitSession:
 
     def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
         """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        return not self._queued.get(task, False)
+        # A call waiting for its first permit or clock sync has sent nothing.
+        return task in self._attempted
 
     def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
         self._interrupt(
@@ -700,9 +724,12 @@ class BybitSession:
             # Another cancellation besides the session's own wins (3.11+ can tell).
             if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
                 if self._observed:
-                    self._call_ended(method, path, started, _CANCELLED, 0)
+                    self._call_ended(
+                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
+                    )
                 raise
             error = reason(method, path)
+            error.attempts = max(1, self._attempted.get(task, 0))
             if self._observed:
                 self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise error from None
@@ -721,6 +748,7 @@ class BybitSession:
             if timer is not None:
                 timer.cancel()
             reason = self._calls.pop(task)
+            self._attempted.pop(task, None)
             if reason is not None and not converted and sys.version_info >= (3, 11):
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
 
@@ -873,6 +901,9 @@ class BybitSession:
             await self._sync_clock()
         permit = await self._acquire(method, path, number)
         generation = self._clock.generation
+        task = asyncio.current_task()
+        if task in self._calls:
+            self._attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(
@@ -967,7 +998,7 @@ class BybitSession:
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = exc
+            failure.__cause__ = _scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks
@@ -1313,8 +1344,15 @@ class BybitSession:
         hedge mode); with *settle_coin* (such as ``"USDT"``) and no symbol,
         every open position settled in it.  Pages of 200 are read, following
         ``nextPageCursor`` to the end; reads are retried like any idempotent call.
+        The session's *deadline* bounds the whole read, every page included.  A
+        list that does not end (more than `positions.MAX_PAGES` pages, or
+        a page over the limit) raises `InvalidResponseError`; a page that
+        adds no new position ends it, and each (symbol, position_idx) is
+        returned once.
         """
-        return await _get_positions(self, category, symbol=symbol, settle_coin=settle_coin)
+        return await _get_positions(
+            self, category, symbol=symbol, settle_coin=settle_coin, deadline=self._deadline
+        )
 
     async def ensure_auto_add_margin(
         self,
@@ -1340,9 +1378,17 @@ class BybitSession:
         skipped without a write.  With *dry_run*, only reads: the report is the
         plan.  Raises `TypeError` or `ValueError` for a bad argument before
         sending anything, and a settle coin's read error (nothing is written then).
+        The session's *deadline* bounds all the reads together; each write is a
+        call of its own.
         """
         return await _ensure_auto_add_margin(
-            self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+            self,
+            symbols,
+            on,
+            settle_coin=settle_coin,
+            classic=classic,
+            dry_run=dry_run,
+            deadline=self._deadline,
         )
 
     # -- live positions ---------------------------------------------------------

@@ -22,9 +22,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = [
+    "MAX_KEYS",
+    "OTHER",
+    "OTHER_CODE",
     "SAMPLES",
     "LimitStatus",
     "PathStats",
@@ -36,7 +39,26 @@ __all__ = [
 #: How many of the latest values of each series the percentiles are over.
 SAMPLES: Final = 1024
 
+#: How many distinct keys each count by retCode, status or reason keeps: a
+#: server controls them, so the rest are counted together under `OTHER` or
+#: `OTHER_CODE`.
+MAX_KEYS: Final = 64
+#: The reason the counts by reason file the rest under, past `MAX_KEYS`.
+OTHER: Final = "other"
+#: The retCode or HTTP status the counts by code file the rest under, past `MAX_KEYS`.
+OTHER_CODE: Final = -1
+
 _EMPTY: Mapping[Any, int] = MappingProxyType({})
+
+_K = TypeVar("_K")
+
+
+def _count(counts: Counter[_K], key: _K, other: _K) -> None:
+    """Add one to *key* in *counts*, or to *other* once `MAX_KEYS` keys are there."""
+    if key in counts or len(counts) < MAX_KEYS:
+        counts[key] += 1
+    else:
+        counts[other] += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +120,10 @@ class PathStats:
     *requests* counts attempts that were made; *errors* those that did not
     succeed.  *by_status* counts answers by HTTP status, *by_ret_code* by
     retCode (0 included), and *failures* the attempts that got no answer by
-    reason (such as ``"RequestTimeout"``).  *latency* is from sending to the
-    body read, answers only; *limit* the last rate-limit headers.
+    reason (such as ``"RequestTimeout"``); past `MAX_KEYS` distinct keys the
+    rest are counted under `OTHER_CODE` (-1) or `OTHER` (``"other"``).
+    *latency* is from sending to the body read, answers only; *limit* the last
+    rate-limit headers.
     """
 
     requests: int
@@ -120,7 +144,8 @@ class SessionStats:
     ``set_auto_add_margin``, ``request``, ...), *calls_failed* those that
     raised, by reason.  *requests* and *errors* total the attempts over
     *paths*.  *retries* counts retries by the reason of the failure before
-    them, and *rate_limited* the answers with retCode 10006.  *limiter_wait*
+    them, and *rate_limited* the answers with retCode 10006.  Counts by reason
+    keep `MAX_KEYS` distinct reasons, the rest under `OTHER`.  *limiter_wait*
     is every wait for the rate limiter, zero-length ones included.
     *clock_offset_ms* and *clock_round_trip_ms* are from the last of
     *clock_syncs* syncs (None before the first).  *halted* says whether an IP
@@ -305,9 +330,9 @@ class StatsRecorder:
             row.requests += 1
             if not ok:
                 row.errors += 1
-            row.by_status[status] += 1
+            _count(row.by_status, status, OTHER_CODE)
             if ret_code is not None:
-                row.by_ret_code[ret_code] += 1
+                _count(row.by_ret_code, ret_code, OTHER_CODE)
                 if ret_code == 10006:
                     self._rate_limited += 1
         row.latency.append(latency)
@@ -321,11 +346,11 @@ class StatsRecorder:
         row = self._path(path)
         row.requests += 1
         row.errors += 1
-        row.failures[reason] += 1
+        _count(row.failures, reason, OTHER)
 
     def retried(self, reason: str) -> None:
         """Count a retry after a failure for *reason*."""
-        self._retries[reason] += 1
+        _count(self._retries, reason, OTHER)
 
     def waited(self, seconds: float) -> None:
         """Record one wait for the rate limiter."""
@@ -337,7 +362,7 @@ class StatsRecorder:
         """Count a call that returned (*reason* None) or raised for *reason*."""
         self._calls += 1
         if reason is not None:
-            self._calls_failed[reason] += 1
+            _count(self._calls_failed, reason, OTHER)
 
     def clock_synced(self, offset_ms: int, round_trip_ms: int) -> None:
         """Record a clock sync."""

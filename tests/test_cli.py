@@ -527,6 +527,24 @@ async def test_importing_the_package_and_cli_does_not_import_rich() -> None:
     assert ran.status == 0, ran.err
 
 
+def test_every_command_module_is_registered() -> None:
+    """A command is a module of bybit_async.cli with a COMMAND, listed once in cli.COMMANDS."""
+    import importlib
+    import pkgutil
+
+    defined = []
+    for info in pkgutil.iter_modules(cli.__path__):
+        module = importlib.import_module(f"bybit_async.cli.{info.name}")
+        command = getattr(module, "COMMAND", None)
+        if command is not None:
+            assert isinstance(command, cli.Command), info.name
+            defined.append(command)
+    assert sorted(c.name for c in defined) == sorted(c.name for c in cli.COMMANDS)
+    assert len({c.name for c in cli.COMMANDS}) == len(cli.COMMANDS)
+    help_text = cli.build_parser().format_help()
+    assert all(c.name in help_text for c in cli.COMMANDS)
+
+
 # -- Ctrl-C ---------------------------------------------------------------------------
 
 

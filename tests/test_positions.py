@@ -128,7 +128,9 @@ async def test_a_repeating_cursor_is_an_error_not_a_loop(make_session: MakeSessi
 
         async def request(self, *args: object, **kwargs: object) -> ApiResponse:
             self.reads += 1
-            return ApiResponse(0, "OK", {"list": [], "nextPageCursor": "same"}, {}, None)
+            # A new position on every page, so that only the cursor stops it.
+            item = {"symbol": f"P{self.reads}USDT", "positionIdx": 0, "size": "1"}
+            return ApiResponse(0, "OK", {"list": [item], "nextPageCursor": "same"}, {}, None)
 
     stuck = Stuck()
     from bybit_async.positions import get_positions
