@@ -7,7 +7,9 @@ the session's limiter keeps the whole batch under Bybit's rate limits.  It
 prints a table (with a progress bar on a terminal), or one JSON object per
 symbol with ``--json``.  ``bybit-async ensure-auto-add-margin [SYMBOL ...]
 --on|--off`` reads the position list first and writes only the positions
-whose flag differs (see `bybit_async.positions`).
+whose flag differs (see `bybit_async.positions`).  ``bybit-async
+guard-auto-add-margin [SYMBOL ...] --on|--off`` keeps it so until stopped,
+through the private stream (see `bybit_async.guard`).
 
 Each command is a module of this package that defines a `Command`
 (``COMMAND``); `COMMANDS` lists them, in the order ``--help`` shows them.
@@ -27,7 +29,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import demo, ensure_auto_add_margin, set_auto_add_margin
+from . import demo, ensure_auto_add_margin, guard_auto_add_margin, set_auto_add_margin
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -66,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
     demo.COMMAND,
     set_auto_add_margin.COMMAND,
     ensure_auto_add_margin.COMMAND,
+    guard_auto_add_margin.COMMAND,
 )
 
 
