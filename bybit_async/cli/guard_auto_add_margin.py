@@ -240,6 +240,8 @@ async def _run_guard(
         finally:
             if table is not None:
                 table.live.stop()
+                if not table.console.is_terminal:
+                    print()  # rich leaves the last frame's line open when not on a terminal
     elapsed = time.perf_counter() - started
     traffic = Traffic.of(session.stats())
     total = sum(counts.values())
