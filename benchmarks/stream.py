@@ -281,7 +281,7 @@ async def measure_pushes(n: int) -> Json:
     async with BybitSimulator() as sim:
         session = BybitSession(sim.api_key, sim.api_secret, base_url=sim.url)
         stream = PositionStream(session, snapshot=False)  # fed directly: no socket
-        stream._link = session._stream_link()
+        stream._attach()
         stream._task = asyncio.ensure_future(asyncio.sleep(0))
         consumed = 0
         memory: list[float] = []

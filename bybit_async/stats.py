@@ -282,6 +282,9 @@ class StatsRecorder:
 
     def __init__(self, *, wall: Callable[[], float] = time.time) -> None:
         self._wall = wall
+        # messages, reconnects, snapshots, stale, bad: the private stream's counts,
+        # zeroed in place by reset() since a stream holds the list (see stream_counts).
+        self._stream: list[int] = [0, 0, 0, 0, 0]
         self.reset()
 
     def reset(self) -> None:
@@ -300,8 +303,7 @@ class StatsRecorder:
         self._halted = False
         self._halts = 0
         self._callback_errors = 0
-        # messages, reconnects, snapshots, stale, bad: the private stream's counts.
-        self._stream = [0, 0, 0, 0, 0]
+        self._stream[:] = [0, 0, 0, 0, 0]
 
     def _path(self, path: str) -> _Path:
         row = self._paths.get(path)
@@ -374,6 +376,13 @@ class StatsRecorder:
         if on:
             self._halts += 1
         self._halted = on
+
+    def stream_counts(self) -> list[int]:
+        """The private stream's counts, which a stream adds to in place, one add per push.
+
+        In order: messages, reconnects, snapshots, stale updates, bad pushes.
+        """
+        return self._stream
 
     def stream_counted(
         self,

@@ -244,6 +244,7 @@ class PositionStream:
         self._connects: deque[float] = deque()
         self._pong = asyncio.Event()
         self._heard = 0
+        self._counts: list[int] = [0, 0, 0, 0, 0]
         self._connection = 0
         self._connected = asyncio.Event()
 
@@ -281,7 +282,7 @@ class PositionStream:
     async def __aenter__(self) -> PositionStream:
         if self._task is not None:
             raise RuntimeError("a PositionStream is entered once")
-        self._link = self._session._stream_link()
+        self._attach()
         self._task = asyncio.create_task(self._run(), name="bybit_async position stream")
         return self
 
@@ -322,6 +323,13 @@ class PositionStream:
         return pending.pop(next(iter(pending)))
 
     # -- the connection loop ---------------------------------------------------
+
+    def _attach(self) -> None:
+        """Take what the stream needs from the session: its pool, signer, hooks, counts."""
+        self._link = self._session._stream_link()
+        stats = self._link.stats
+        # The session's counts, added to in place: one add per push, no call.
+        self._counts = stats.stream_counts() if stats is not None else [0, 0, 0, 0, 0]
 
     def _emit(self, event: Event) -> None:
         link = self._link
@@ -550,7 +558,7 @@ class PositionStream:
 
     def _on_message(self, data: str | bytes) -> None:
         self._heard += 1
-        self._count(messages=1)
+        self._counts[0] += 1
         try:
             message = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -614,14 +622,14 @@ class PositionStream:
         if seq is not None:
             last = self._seqs.get(key)
             if last is not None and (seq < last or (seq == last and not snapshot)):
-                self._count(stale=1)
+                self._counts[3] += 1
                 return
             self._seqs[key] = seq
         self._pending[key] = position
         self._wake.set()
 
     def _bad(self, kind: str) -> None:
-        self._count(bad=1)
+        self._counts[4] += 1
         if kind not in self._bad_kinds:
             self._bad_kinds.add(kind)
             _log.warning("skipping a private-stream message: %s (logged once per kind)", kind)
