@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
 import orjson
@@ -72,7 +72,15 @@ STREAM_HOSTS: Mapping[str, str] = {
 
 _PING: Final = '{"op":"ping"}'
 
-_WebSocket = aiohttp.ClientWebSocketResponse[bool]
+if TYPE_CHECKING:
+    # Generic only in newer aiohttp: subscripted for the type checker alone.
+    _WebSocket = aiohttp.ClientWebSocketResponse[bool]
+
+
+def _ws_timeout(close: float) -> Any:
+    """ws_connect's timeout: a ClientWSTimeout where aiohttp has one (3.11+), else seconds."""
+    cls = getattr(aiohttp, "ClientWSTimeout", None)
+    return close if cls is None else cls(ws_receive=None, ws_close=close)
 
 
 def private_stream_url(base_url: str, stream_url: str | None = None) -> str:
@@ -385,7 +393,7 @@ class PositionStream:
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError, _LinkDead) as error:
                     failures += 1
                     wait = self._backoff(failures)
-                    _log.info("stream connect failed (%s); again in %.2f s", _why(error), wait)
+                    _log.warning("stream connect failed (%s); again in %.2f s", _why(error), wait)
                     await asyncio.sleep(wait)
                     continue
                 self._connection += 1
@@ -427,7 +435,7 @@ class PositionStream:
             link.url,
             proxy=link.proxy,
             autoping=True,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=min(1.0, handshake)),
+            timeout=_ws_timeout(min(1.0, handshake)),
             max_msg_size=16 * 1024 * 1024,
         )
         try:
