@@ -39,7 +39,7 @@ import orjson
 from yarl import URL
 
 from .clock import ServerClock
-from .errors import AuthenticationError, BybitError
+from .errors import AuthenticationError, BybitError, SessionClosedError
 from .events import (
     Event,
     StreamConnected,
@@ -170,8 +170,8 @@ class PositionStream:
     with the connection number (from 1) after each subscribe succeeds.
 
     Iterating raises `AuthenticationError` if Bybit refuses the key or
-    signature (there is no reconnect then), and whatever the snapshot read
-    raises that is not a transient failure.
+    signature (there is no reconnect then), and `SessionClosedError` once the
+    session is closed.
     """
 
     def __init__(
@@ -384,6 +384,14 @@ class PositionStream:
         down_since: float | None = None
         try:
             while True:
+                if link.http.closed:
+                    # The session was closed: no connection can be made with it again.
+                    self._fail(
+                        SessionClosedError(
+                            "the session was closed", method="GET", path=PRIVATE_PATH
+                        )
+                    )
+                    return
                 await self._respect_connect_limit()
                 try:
                     ws = await self._open(link)

@@ -249,6 +249,17 @@ async def test_named_symbols_only_and_closed_ones_too(
     assert writes(sim, "SOLUSDT") == []
 
 
+async def test_hedge_mode_sides_are_written_each(
+    sim: BybitSimulator, session: BybitSession, actions: Actions
+) -> None:
+    sim.set_position("ETHUSDT", hedge=True, size=1)
+    async with guarding(session, actions):
+        rows = await actions.wait("ETHUSDT", "changed", 2)
+    assert sorted(int(r.position_idx or 0) for r in rows) == [1, 2]
+    assert sorted(w["positionIdx"] for w in writes(sim, "ETHUSDT")) == [1, 2]
+    assert sim.auto_add_margin("ETHUSDT", 1) == sim.auto_add_margin("ETHUSDT", 2) == 1
+
+
 async def test_off_turns_it_off(
     sim: BybitSimulator, session: BybitSession, actions: Actions
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bybit_async import AuthenticationError, BybitSession, Position
+from bybit_async import AuthenticationError, BybitSession, Position, SessionClosedError
 from bybit_async.events import (
     Event,
     StreamConnected,
@@ -383,6 +383,16 @@ async def test_closing_leaves_no_task_behind(sim: BybitSimulator, session: Bybit
         assert client_tasks()
     assert client_tasks() == []
     assert [p async for p in stream] == []
+
+
+async def test_closing_the_session_ends_the_stream_with_an_error(
+    sim: BybitSimulator, session: BybitSession
+) -> None:
+    async with session.stream_positions(**FAST) as stream:
+        await stream.wait_connected()
+        await session.close()
+        with pytest.raises(SessionClosedError):
+            await take(stream, 100)
 
 
 async def test_iterating_outside_async_with_is_refused(session: BybitSession) -> None:
