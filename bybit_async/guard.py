@@ -182,6 +182,8 @@ class _Guard:
         self.confirmed: set[PositionKey] = set()
         self.skipped: dict[PositionKey, int] = {}
         self.verifying: set[PositionKey] = set()
+        # The latest update of a position that came while its write or read was under way.
+        self.deferred: dict[PositionKey, Position] = {}
         self.failures: dict[PositionKey, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.reconciling: asyncio.Task[None] | None = None
@@ -243,6 +245,8 @@ class _Guard:
                 return
             del self.skipped[key]
         if key in self.inflight or key in self.verifying:
+            # Looked at once that write or read ends: it may show a change made meanwhile.
+            self.deferred[key] = position
             return
         row = _decide(position, self.flag, False)
         if key in self.confirmed:
@@ -269,6 +273,13 @@ class _Guard:
         else:
             self.retry_later(key)
         self.report(done, trigger)
+        self.resume(key)
+
+    def resume(self, key: PositionKey) -> None:
+        """Look at the update that came while *key*'s write or read was under way, if any."""
+        position = self.deferred.pop(key, None)
+        if position is not None:
+            self.consider(position, "update")
 
     def retry_later(self, key: PositionKey) -> None:
         failures = self.failures[key] = self.failures.get(key, 0) + 1
@@ -292,14 +303,19 @@ class _Guard:
             self.verifying.discard(key)
             raise
         self.verifying.discard(key)
-        self.confirmed.discard(key)
         for position in positions:
             if position.symbol == symbol and position.position_idx == idx:
-                if position.auto_add_margin == self.flag and trigger != "retry":
-                    # The push that looked wrong was older than the confirmed write.
-                    row = _decide(position, self.flag, False)
-                    self.report(replace(row, reason=f"{row.reason} (read)"), trigger)
-                self.consider(position, trigger)
+                if position.auto_add_margin == self.flag:
+                    # Wanted as read: a wrong push after this one is read before a write.
+                    self.confirmed.add(key)
+                    if trigger != "retry":
+                        # The push that looked wrong was older than the confirmed write.
+                        row = _decide(position, self.flag, False)
+                        self.report(replace(row, reason=f"{row.reason} (read)"), trigger)
+                else:
+                    self.confirmed.discard(key)
+                    self.consider(position, trigger)
+        self.resume(key)
 
     def backoff(self, failures: int) -> float:
         ceiling = min(self.retry_max, self.retry_initial * 2.0 ** min(failures - 1, 30))

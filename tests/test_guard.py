@@ -320,3 +320,70 @@ async def test_bad_arguments_fail_before_any_io(
     with pytest.raises(error):
         await session.guard_auto_add_margin(**kwargs)
     assert sim.requests == []
+
+
+class _HeldSession:
+    """A session whose writes wait for the test, and whose reads answer a set flag.
+
+    The guard's decisions alone, with the order of events fixed by the test: no
+    socket is involved, so nothing here stands in for one.
+    """
+
+    def __init__(self) -> None:
+        self.flag = 0
+        self.writes = 0
+        self.reads = 0
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.written = asyncio.Event()
+
+    def _stream_link(self) -> Any:
+        from bybit_async.stream import StreamLink
+
+        return StreamLink("ws://held", None, "k", str)  # type: ignore[arg-type]
+
+    async def set_auto_add_margin(self, symbol: str, flag: bool, **kwargs: Any) -> Any:
+        from bybit_async import ApiResponse
+
+        self.writes += 1
+        self.entered.set()
+        await self.release.wait()
+        self.release.clear()
+        self.flag = int(flag)
+        self.written.set()
+        return ApiResponse(0, "OK", {}, {}, 0, None, None, None, True, 1)
+
+    async def get_positions(self, **kwargs: Any) -> list[Any]:
+        self.reads += 1
+        return [_position("BTCUSDT", self.flag)]
+
+
+def _position(symbol: str, flag: int) -> Any:
+    from bybit_async import Position
+
+    item = {"symbol": symbol, "positionIdx": 0, "size": "1", "tradeMode": 1, "autoAddMargin": flag}
+    return Position.from_json(item)
+
+
+async def test_a_change_while_the_write_is_in_flight_is_not_lost() -> None:
+    from bybit_async.guard import _Guard
+
+    held = _HeldSession()
+    rows: list[EnsureRow] = []
+    guard = _Guard(held, True, None, "USDT", rows.append, 0.001, 0.005)  # type: ignore[arg-type]
+    guard.consider(_position("BTCUSDT", 0), "update")
+    await held.entered.wait()
+    held.entered.clear()
+    guard.consider(_position("BTCUSDT", 0), "update")  # while the write is held
+    held.release.set()
+    await held.written.wait()
+    held.written.clear()
+    # Someone turned it off right after the write: the update that came meanwhile
+    # is read, the read shows it off, so it is written again.
+    held.flag = 0
+    await asyncio.wait_for(held.entered.wait(), 10)  # a bound, should the write never come
+    held.release.set()
+    await held.written.wait()
+    await asyncio.gather(*guard.tasks)
+    assert (held.writes, held.reads) == (2, 1)
+    assert [r.status for r in rows] == ["changed", "changed"]
