@@ -7,7 +7,8 @@ position list and writes only the positions whose flag differs.  Between
 reads it acts on pushes: a position whose flag differs from the wanted one
 gets one write.  The rules that make it safe to leave running:
 
-* never two writes for one position at once, and none for a position whose
+* never two writes for one position at once (the last update that came
+  meanwhile is looked at when the write ends), and none for a position whose
   write Bybit already confirmed until a newer state shows the flag as wanted
   (a wrong state seen after a confirmed write is checked with a read of that
   symbol first, since it may be a push sent before the write took effect);
