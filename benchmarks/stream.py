@@ -329,7 +329,7 @@ def measure_stream(config: Config) -> Json:
         "machine_note": "shared 2-core machine with other jobs running: figures are noisy",
     }
     log("stream: reaction")
-    out["reaction"] = run_on("asyncio", lambda: measure_reaction(30 if quick else 100))
+    out["reaction"] = run_on("asyncio", lambda: measure_reaction(50 if quick else 300))
     n = 200 if quick else 1000
     log(f"stream: storm of {n} openings (at least {storm_minimum(n):.0f} s)")
     out["storm"] = run_on("asyncio", lambda: measure_storm(n))
