@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--quick", action="store_true", help="smaller counts, same tables (about 1.5 minutes)"
+        "--quick", action="store_true", help="smaller counts, same tables (about 2.5 minutes)"
     )
     mode.add_argument(
         "--chart-only",
