@@ -250,7 +250,8 @@ class PositionStream:
         self._seqs: dict[PositionKey, int] = {}
         self._bad_kinds: set[str] = set()
         self._connects: deque[float] = deque()
-        self._pong = asyncio.Event()
+        # Set by the reader when a pong arrives; a new one per ping.
+        self._pong: asyncio.Future[None] | None = None
         self._heard = 0
         self._counts: list[int] = [0, 0, 0, 0, 0]
         self._connection = 0
@@ -552,12 +553,14 @@ class PositionStream:
             elif now - heard_at >= self._silence:
                 raise _LinkDead("silent")
             if now >= next_ping:
-                self._pong.clear()
+                pong = self._pong = loop.create_future()
                 await ws.send_str(_PING)
-                try:
-                    await asyncio.wait_for(self._pong.wait(), self._pong_timeout)
-                except asyncio.TimeoutError:
-                    raise _LinkDead("no pong") from None
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as the pong does, and the watcher would then ping on.
+                await asyncio.wait((pong,), timeout=self._pong_timeout)
+                if not pong.done():
+                    pong.cancel()
+                    raise _LinkDead("no pong")
                 next_ping = loop.time() + self._ping_interval
 
     async def _read_snapshot(self, number: int) -> None:
@@ -587,7 +590,9 @@ class PositionStream:
         if topic is None:
             op = message.get("op")
             if op == "pong" or (op == "ping" and message.get("ret_msg") == "pong"):
-                self._pong.set()
+                pong = self._pong
+                if pong is not None and not pong.done():
+                    pong.set_result(None)
             return
         if not isinstance(topic, str) or not topic.startswith("position"):
             return
