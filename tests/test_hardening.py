@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import re
@@ -359,3 +360,35 @@ async def test_a_size_that_is_not_a_finite_number_refuses_the_page(
         with pytest.raises(InvalidResponseError):
             await asyncio.wait_for(session.ensure_auto_add_margin(None, True), GUARD)
     assert PATH not in server.paths()
+
+
+# -- 3. a coroutine function as on_event ------------------------------------------------
+
+
+async def test_an_async_on_event_is_refused_at_construction() -> None:
+    async def hook(event: object) -> None:
+        pass
+
+    class Hook:
+        async def __call__(self, event: object) -> None:
+            pass
+
+    for bad in (hook, Hook(), functools.partial(hook)):
+        with pytest.raises(TypeError, match="coroutine function"):
+            BybitSession("key", "secret", on_event=bad)  # type: ignore[arg-type]
+
+
+async def test_a_hook_returning_a_coroutine_is_counted_as_failing_not_dropped(
+    server: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivered: list[object] = []
+
+    async def deliver(event: object) -> None:
+        delivered.append(event)
+
+    async with session_for(server, on_event=lambda event: deliver(event)) as session:
+        await session.set_auto_add_margin("BTCUSDT", True)
+        stats = session.stats()
+    assert stats.callback_errors > 0
+    assert delivered == []
+    assert "on_event returned a coroutine" in caplog.text
