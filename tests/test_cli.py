@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import json
 import os
 import re
@@ -417,6 +418,24 @@ async def test_key_file_formats(sim: BybitSimulator, tmp_path: Path) -> None:
         assert (ran.status, ran.errors) == (0, ""), ran.err
         assert ran.json()[symbol]["ok"]
         assert sim.auto_add_margin(symbol) == 1
+
+
+def test_key_and_symbols_files_with_a_byte_order_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows editors save UTF-8 with a BOM: it is no part of the first name or key."""
+    bom = "\ufeff"
+    env = tmp_path / "keys.env"
+    env.write_text(f"{bom}BYBIT_API_KEY=the-key\nBYBIT_API_SECRET=the-secret\n")
+    plain = tmp_path / "plain.key"
+    plain.write_text(f"{bom}the-key\nthe-secret\n")
+    symbols = tmp_path / "symbols.txt"
+    symbols.write_text(f"{bom}BTCUSDT\nETHUSDT\n")
+    assert cli.load_credentials(str(env), {}) == ("the-key", "the-secret")
+    assert cli.load_credentials(str(plain), {}) == ("the-key", "the-secret")
+    assert [s for s, _ in cli.read_symbols_file(str(symbols))] == ["BTCUSDT", "ETHUSDT"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{bom}the-key\nthe-secret\n"))
+    assert cli.load_credentials("-", {}) == ("the-key", "the-secret")
 
 
 async def test_bad_key_files_exit_2_without_showing_them(
