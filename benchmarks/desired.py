@@ -14,6 +14,13 @@ Each wall time is set against its physical minimum at these limits: for N
 requests at L per rolling window W, ``(ceil(N / L) - 1) * W`` plus one round
 trip; ensure's read and writes come one after the other, so its minimum is the
 read's plus the writes'.
+
+The same two ways over N *named* symbols with no open position (**flat**):
+``ensure_auto_add_margin(names, True)`` against writing all N.  The page shows
+none of them, so every one is written (a flat position's write answers "not
+modified" when nothing changes); a desired-state call must never be slower
+than writing every position it names, beyond the one page read before the
+writes.
 """
 
 from __future__ import annotations
@@ -46,26 +53,26 @@ def _names(n: int) -> list[str]:
     return [f"DS{i:03d}USDT" for i in range(n)]
 
 
-def _setup(sim: BybitSimulator, n: int, changing: int) -> list[str]:
+def _setup(sim: BybitSimulator, n: int, changing: int, size: int = 1) -> list[str]:
     names = _names(n)
     for i, name in enumerate(names):
         # The positions to change are spread through the list, not bunched at one end.
         off = i % (n // changing) == 0 if changing else False
-        sim.set_position(name, size=1, auto_add_margin=0 if off else 1)
+        sim.set_position(name, size=size, auto_add_margin=0 if off else 1)
     return names
 
 
-async def _run(n: int, changing: int, mode: str, seed: int) -> Json:
+async def _run(n: int, changing: int, mode: str, seed: int, flat: bool = False) -> Json:
     delay = dataclasses.replace(SWEEP_DELAY, seed=seed)
     async with BybitSimulator(network_delay=delay, instruments=None) as sim:
-        names = _setup(sim, n, changing)
+        names = _setup(sim, n, changing, size=0 if flat else 1)
         async with BybitSession(sim.api_key, sim.api_secret, base_url=sim.url) as session:
             # Warm, as an engine that has been running is: the clock synced, connections open.
             await session.warm_up(connections=LIMIT)
             start = len(sim.requests)
             t0 = time.perf_counter()
             if mode == "ensure":
-                report = await session.ensure_auto_add_margin(None, True)
+                report = await session.ensure_auto_add_margin(names if flat else None, True)
                 failures = report.failed
                 changed = report.changed
             else:
@@ -123,4 +130,20 @@ def measure_desired(config: Config) -> Json:
     results["speedup"] = (
         results["write_all"]["wall_s"]["median"] / results["ensure"]["wall_s"]["median"]
     )
+    results["flat"] = _measure_flat(n, changing)
     return results
+
+
+def _measure_flat(n: int, changing: int) -> Json:
+    """Ensure over *n* named symbols with no open position, against writing all of them."""
+    flat: Json = {"positions": n, "changing": changing}
+    for mode in ("ensure", "write_all"):
+        # One round each: both take about n / 10 s, and alternate within the section.
+        log(f"desired state, flat: {mode} over {n} named symbols with nothing open")
+        run = run_on("asyncio", lambda m=mode: _run(n, changing, m, 0, flat=True))
+        log(f"  {run['wall_s']:.3f} s, {run['reads']} reads, {run['writes']} writes")
+        flat[mode] = run
+    flat["ratio"] = flat["ensure"]["wall_s"] / flat["write_all"]["wall_s"]
+    # What ensure may add: the settle coin's page, read before the writes.
+    flat["allowance_s"] = NOMINAL_RTT
+    return flat

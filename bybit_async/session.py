@@ -185,9 +185,7 @@ def _is_coroutine_function(hook: object) -> bool:
     """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
     while isinstance(hook, functools.partial):
         hook = hook.func
-    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
-        type(hook).__call__
-    )
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def _frameless(error: BaseException | None) -> BaseException | None:

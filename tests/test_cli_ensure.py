@@ -111,6 +111,23 @@ async def test_named_symbols_hedge_sides_and_a_failure_exit_1(sim: BybitSimulato
     assert sim.count(WRITE) == 3
 
 
+async def test_named_symbols_with_nothing_open_are_written_without_a_read(
+    sim: BybitSimulator,
+) -> None:
+    sim.set_position("ETHUSDT", hedge=True)  # hedge mode, nothing open
+    sim.set_position("XRPUSDT", auto_add_margin=1)  # one-way, nothing open, already on
+    ran = await ensure(sim, "ETHUSDT", "XRPUSDT", "BTCUSDT", "--on")
+    assert ran.status == 0, ran.err
+    ran.assert_clean()
+    assert "3 not open, to write without a read" in ran.out
+    rows = ran.table()
+    assert list(rows) == ["ETHUSDT (buy)", "ETHUSDT (sell)", "XRPUSDT", "BTCUSDT"]
+    assert [row[0] for row in rows.values()] == ["set", "set", "already on", "set"]
+    # The page, then ETHUSDT's read once Bybit said it is in hedge mode.
+    assert sim.count(LIST) == 2
+    assert "4 positions in " in ran.out
+
+
 async def test_json_failure_and_several_settle_coins(sim: BybitSimulator) -> None:
     sim.set_position("BTCPERP", size=1)
     sim.set_position("BTCUSDT", size=1)

@@ -53,10 +53,13 @@ _ENSURE_HELP = f"""\
 
 what it does:
   Reads the position list first (pages of 200 by settle coin for the open
-  positions, then one read per named symbol with no open position), prints the
-  plan, and sends set-auto-add-margin only to the positions whose flag differs.
-  Without symbols it covers every open position of the settle coin(s).  In hedge
-  mode each side is its own row.  --dry-run stops after the plan.
+  positions), prints the plan, and sends set-auto-add-margin only to the open
+  positions whose flag differs.  A named symbol with no open position is
+  written without a read (a read would cost more than the write it saves;
+  Bybit answers "not modified" if the flag already had the value); with
+  --dry-run it is read instead, to say what a write would do.  Without symbols
+  it covers every open position of the settle coin(s).  In hedge mode each side
+  is its own row.  --dry-run stops after the plan.
 
   A position Bybit refuses the flag (cross or portfolio margin: retCode 110076
   or 110077) is "skipped".  In a unified account the position list does not say
@@ -148,8 +151,10 @@ def _ensure_outcome(
 
 def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
     word = "on" if plan.auto_add_margin else "off"
+    unread = sum(1 for row in plan.rows if row.status == "planned" and row.position is None)
     counts = [
-        (plan.planned, f"to turn {word}"),
+        (plan.planned - unread, f"to turn {word}"),
+        (unread, f"not open, to write without a read (Bybit says if it was already {word})"),
         (plan.unchanged, f"already {word}"),
         (plan.skipped, "skipped"),
         (plan.failed, "failed"),
@@ -223,6 +228,8 @@ async def _run_ensure(
                             flag,
                             settle_coin=args.settle_coin,
                             classic=args.classic,
+                            # A write costs no more than the read it would save.
+                            read_flat=args.dry_run,
                         )
                     )
                 except BybitError as exc:
@@ -251,17 +258,22 @@ async def _run_ensure(
                         if args.dry_run or row.status != "planned":
                             done(row)
                 else:
-                    await run(apply_plan(session, plan, on_row=done))
+                    await run(apply_plan(session, plan, on_row=done, classic=args.classic))
     finally:
         if reporter is not None:
             reporter.stop()
     assert plan is not None
     assert reporter is not None
-    outcomes = [
-        settled.get((row.symbol, row.position_idx))
-        or _ensure_outcome(row, flag, redact, cancelled=True)
-        for row in plan.rows
-    ]
+    outcomes: list[Outcome] = []
+    for row in plan.rows:
+        outcome = settled.get((row.symbol, row.position_idx))
+        if outcome is None and row.position_idx is None:
+            # Written without a read, it may have ended as hedge mode's two sides.
+            sides = [settled[row.symbol, i] for i in (1, 2) if (row.symbol, i) in settled]
+            if sides:
+                outcomes += sides
+                continue
+        outcomes.append(outcome or _ensure_outcome(row, flag, redact, cancelled=True))
     reporter.finished(outcomes, time.perf_counter() - started, Traffic.of(session.stats()))
     return exit_for(outcomes, interrupted_by, "position")
 
