@@ -419,8 +419,7 @@ def _normalized(text: str) -> str:
     text = re.sub(
         r"limiter wait: [0-9.]+ s of wall time \(summed over calls [0-9.]+ s, max [0-9.]+ s\), "
         r"elapsed: [0-9.]+ s",
-        "limiter wait: 0.00 s of wall time (summed over calls 0.00 s, max 0.00 s), "
-        "elapsed: 0.01 s",
+        "limiter wait: 0.00 s of wall time (summed over calls 0.00 s, max 0.00 s), elapsed: 0.01 s",
         text,
     )
     return re.sub(r" in [0-9.]+ s:", " in 0.01 s:", text)
