@@ -265,6 +265,31 @@ async def test_failing_symbol_in_the_table(sim: BybitSimulator) -> None:
     assert ": 4 set, 1 already on, 1 failed\n" in ran.out
 
 
+@pytest.mark.parametrize("columns", ["80", "40", None])
+async def test_piped_output_is_not_wrapped(sim: BybitSimulator, columns: str | None) -> None:
+    """Piped to a file or grep, each row and the summary stay on one line, however narrow."""
+    symbols = mixed_positions(sim)
+    env = cli_env(sim)
+    if columns is None:
+        del env["COLUMNS"]
+    else:
+        env["COLUMNS"] = columns
+    ran = await run(SET, *symbols, "--on", "--base-url", sim.url, *FAST, env=env)
+    assert ran.status == 1, ran.err
+    lines = ran.out.splitlines()
+    assert table_rows(ran.out)["XRPUSDT"] == [
+        "failed",
+        "110076",
+        "Only isolated mode can set auto-add-margin",
+        "1",
+    ]
+    # Borders, the header, one line per symbol, the title and the two summary lines.
+    assert len(lines) == len(symbols) + 4 + 3, ran.out
+    (summary,) = [line for line in lines if line.startswith("requests: ")]
+    assert _TRAFFIC.fullmatch(summary), summary
+    assert any(line.startswith("6 symbols in ") and line.endswith("1 failed") for line in lines)
+
+
 async def test_not_modified_counts_as_success(sim: BybitSimulator) -> None:
     sim.set_position("BTCUSDT", auto_add_margin=0)
     ran = await run(SET, "BTCUSDT", "--off", "--base-url", sim.url, "--json", env=cli_env(sim))

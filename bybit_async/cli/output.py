@@ -371,12 +371,20 @@ def _summary(outcomes: list[Outcome], elapsed: float, noun: str = "symbol") -> s
     return f"{plural(len(outcomes), noun)} in {elapsed:.2f} s: {', '.join(parts)}"
 
 
+# The width a console not on a terminal lays out in: wider than any line.
+_UNWRAPPED = 10_000
+
+
 def _rich_console() -> Console | None:
     try:
         from rich.console import Console
     except ImportError:
         return None
-    return Console(highlight=False)
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    # Piped or redirected: every row and line whole, whatever COLUMNS says,
+    # for grep, a log or a file (rich would wrap at 80 columns).
+    return Console(highlight=False, width=_UNWRAPPED, soft_wrap=True)
 
 
 def open_output(args: argparse.Namespace) -> tuple[JsonReporter | None, Console | None]:
