@@ -32,6 +32,7 @@ from .common import (
     SECRET_ENV,
     Command,
     add_flag_options,
+    add_show_options,
     on_signals,
     plural,
     silence_stdout,
@@ -78,16 +79,23 @@ output:
   planned, cancelled), reason, auto_add_margin (as read), size, trade_mode, ok,
   written, ret_code, attempts and error.  The plan line goes to stderr.
   The last line sums up requests, retries, 10006 seen, limiter wait and
-  elapsed time (with --json, a final object {{"summary": {{...}}}}).
+  elapsed time (with --json, a final object {{"summary": {{...}}}}), also when
+  the reads failed or were interrupted.
 
-  Ctrl-C cancels the writes in flight, closes the session and reports the
-  positions already settled; the rest are reported as cancelled.  A cancelled
-  request may or may not have reached Bybit.
+  --failures-only lists only the positions that failed (the cancelled ones
+  are counted, not listed); --summary-only prints only the counts (with
+  --json, one object of counts).
+
+  Ctrl-C (SIGINT) or SIGTERM cancels the reads or the writes in flight, closes
+  the session and reports the positions already settled; the rest are
+  reported as cancelled.  A cancelled request may or may not have reached
+  Bybit.
 
 exit status:
   {EXIT_OK} every position was set or already had the value, or is skipped (skipped
   alone is not a failure), {EXIT_FAILED} some read or write failed, {EXIT_USAGE} usage
-  error (nothing was sent), {EXIT_INTERRUPTED} interrupted.
+  error (nothing was sent), {EXIT_INTERRUPTED} interrupted (SIGINT), {EXIT_TERMINATED} terminated
+  (SIGTERM).
 
 examples:
   export {KEY_ENV}=... {SECRET_ENV}=...
@@ -167,6 +175,10 @@ def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
     )
 
 
+class _Unread(Exception):
+    """The reads ended without a plan: they failed, or a signal stopped them."""
+
+
 async def _run_ensure(
     args: argparse.Namespace,
     symbols: list[str],
@@ -216,6 +228,7 @@ async def _run_ensure(
 
     started = time.perf_counter()
     plan: EnsureReport | None = None
+    unread: int | None = None  # the exit status when the reads did not end in a plan
     try:
         # The signals are ours until the session is closed, as in set-auto-add-margin.
         with on_signals(asyncio.get_running_loop(), interrupt):
@@ -234,10 +247,14 @@ async def _run_ensure(
                     )
                 except BybitError as exc:
                     note(f"{PROG} {ENSURE}: reading positions failed: {redact(str(exc))}")
-                    return EXIT_FAILED
+                    unread = EXIT_FAILED
+                if plan is None and unread is None:
+                    term = interrupted_by == signal.SIGTERM
+                    how = "terminated (SIGTERM)" if term else "interrupted"
+                    note(f"{PROG}: {how} while reading positions: nothing was written")
+                    unread = EXIT_TERMINATED if term else EXIT_INTERRUPTED
                 if plan is None:
-                    note(f"{PROG}: interrupted while reading positions: nothing was written")
-                    return EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
+                    raise _Unread
                 note(_plan_line(plan, args.settle_coin))
                 if console is not None:
                     title = f"auto-add-margin {'on' if flag else 'off'} at {target_host(args)}"
@@ -246,7 +263,11 @@ async def _run_ensure(
                     writes = plan.planned and not args.dry_run
                     show_progress = sys.stdout.isatty() and writes >= PROGRESS_MIN_SYMBOLS
                     reporter = TableReporter(
-                        console, title=title, progress=show_progress, noun="position"
+                        console,
+                        title=title,
+                        progress=show_progress,
+                        show=args.show,
+                        noun="position",
                     )
                 else:
                     assert json_reporter is not None
@@ -259,6 +280,19 @@ async def _run_ensure(
                             done(row)
                 else:
                     await run(apply_plan(session, plan, on_row=done, classic=args.classic))
+    except _Unread:
+        # No position to list, but what was sent is still summed up (with
+        # --json, the summary record: a script reading the output gets one).
+        traffic = Traffic.of(session.stats())
+        elapsed = time.perf_counter() - started
+        if json_reporter is not None:
+            json_reporter.finished([], elapsed, traffic)
+        elif console is not None:
+            from rich.text import Text
+
+            console.print(Text(traffic.line(elapsed)))
+        assert unread is not None
+        return unread
     finally:
         if reporter is not None:
             reporter.stop()
@@ -347,6 +381,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="print one JSON object per position, one per line, as each is settled",
     )
+    add_show_options(cmd, "positions")
 
 
 #: The ``ensure-auto-add-margin`` command.

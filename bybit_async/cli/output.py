@@ -98,7 +98,8 @@ class Reporter(Protocol):
 class Traffic:
     """What a run's sessions sent, for the summary at its end.
 
-    *requests* counts the attempts; *retries* the retries by reason (such as
+    *requests* counts the attempts that were sent (one that got no
+    connection was not); *retries* the retries by reason (such as
     ``"retCode 10006"``); *rate_limited* the answers with retCode 10006;
     *limiter_wait_wall* the wall time during which a call waited for the
     rate limiter, *limiter_wait_sum* and *limiter_wait_max* the waits summed
@@ -126,7 +127,12 @@ class Traffic:
             for reason, n in one.calls_failed.items():
                 failed[reason] = failed.get(reason, 0) + n
         return cls(
-            requests=sum(one.requests for one in stats),
+            # An attempt that got no connection sent nothing (a TLS handshake
+            # refused, say): "nothing was sent" and the count must agree.
+            requests=sum(
+                one.requests - sum(p.failures.get("ConnectError", 0) for p in one.paths.values())
+                for one in stats
+            ),
             retries=dict(sorted(retries.items(), key=lambda item: (-item[1], item[0]))),
             rate_limited=sum(one.rate_limited for one in stats),
             # The sessions of a run wait one after the other (the probe first).
@@ -170,7 +176,9 @@ Show = Literal["all", "failures", "summary"]
 
 
 def _listed(outcome: Outcome, show: Show) -> bool:
-    return show == "all" or (show == "failures" and not outcome.ok)
+    # The cancelled are counted, not listed, with --failures-only: after a
+    # Ctrl-C they may be thousands, and would bury the failures.
+    return show == "all" or (show == "failures" and outcome.status == "failed")
 
 
 class JsonReporter:
