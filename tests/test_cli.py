@@ -740,6 +740,18 @@ async def test_terminal_progress_bar_then_table_on_sigint(sim: BybitSimulator) -
 # -- the demo -------------------------------------------------------------------------------
 
 
+def test_demo_summary_gives_the_busiest_second_not_an_average_rate() -> None:
+    """An average over a run that starts with a burst reads like a breach of the limit."""
+    from bybit_async.demo import summary_line
+
+    line = summary_line(48, 2, 4.1, busiest=10, rejected=0, lowest_left=0)
+    assert line == (
+        "48 ok, 2 failed in 4.10 s; busiest rolling second at the server: 10 requests "
+        "(limit 10); 10006 answers: 0; lowest X-Bapi-Limit-Status seen: 0"
+    )
+    assert "requests/s" not in line
+
+
 @pytest.mark.parametrize(("failed", "status"), [(0, 0), (2, 0), (3, 1)])
 def test_demo_exit_status(monkeypatch: pytest.MonkeyPatch, failed: int, status: int) -> None:
     import bybit_async.demo

@@ -295,6 +295,29 @@ def test_errors_page_table_matches_the_code() -> None:
     assert all(getattr(bybit_async, cls.__name__) is cls for cls in classes)
 
 
+def test_readme_figures_each_have_a_date() -> None:
+    """A figure says when it was measured: the code moves on, the figure does not."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("What the last runs of `make bench` measured") :]
+    section = section[: section.index("\n## ")]
+    bullets = re.split(r"\n- ", section)[1:]
+    assert len(bullets) >= 6
+    for bullet in bullets:
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", bullet), bullet
+
+
+def test_demo_sample_is_the_demo_s_summary_line() -> None:
+    from bybit_async.demo import summary_line
+
+    shape = re.escape(summary_line(11, 22, 33.0, busiest=44, rejected=55, lowest_left=66))
+    for number in ("11", "22", "33\\.00", "44", "55", "66"):
+        shape = shape.replace(number, r"[0-9.]+", 1)
+    page = _text("getting-started.md")
+    (line,) = [line for line in page.splitlines() if re.match(r"\d+ ok, \d+ failed in ", line)]
+    assert re.fullmatch(shape, line), line
+    assert "requests/s" not in page
+
+
 def test_hosts_table_matches_the_code() -> None:
     rows = {r[0]: r[1] for r in _rows("getting-started.md") if r and r[1].startswith("https://")}
     assert rows == {f'base_url="{name}"': url for name, url in HOSTS.items()} | {
