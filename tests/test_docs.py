@@ -318,6 +318,35 @@ def test_demo_sample_is_the_demo_s_summary_line() -> None:
     assert "requests/s" not in page
 
 
+def test_every_example_that_needs_keys_says_how_to_use_the_simulator() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    needing = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL):
+            if 'os.environ["BYBIT_API_KEY"]' in block:
+                needing += 1
+                assert "BYBIT_SIMULATOR_URL" in block, f"{page.name}:\n{block}"
+        if "export BYBIT_API_KEY=..." in text:
+            assert "--base-url http://127.0.0.1:" in text or "#without-keys" in text, page.name
+    assert needing >= 20
+    guide = _text("getting-started.md")
+    section = guide[guide.index("## Without keys") :]
+    assert "python -m bybit_async.testing" in section
+    assert 'base_url=os.environ["BYBIT_SIMULATOR_URL"]' in section
+
+
+def test_cli_page_command_table_lists_every_command() -> None:
+    from bybit_async import cli
+
+    page = _text("cli.md")
+    table = page[: page.index("\n## ")]
+    for command in cli.COMMANDS:
+        assert f"| `bybit-async {command.name}" in table, command.name
+        if command.name != "demo":
+            assert f"## `{command.name}`" in page, command.name
+
+
 def test_hosts_table_matches_the_code() -> None:
     rows = {r[0]: r[1] for r in _rows("getting-started.md") if r and r[1].startswith("https://")}
     assert rows == {f'base_url="{name}"': url for name, url in HOSTS.items()} | {
