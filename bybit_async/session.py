@@ -1423,6 +1423,9 @@ class BybitSession:
         otherwise the named symbols, open or not, every position of each (both
         sides in hedge mode).  Then sends set-auto-add-margin, concurrently
         through `set_auto_add_margin`, only to positions whose flag differs.
+        A named symbol with no open position is written without a read (its
+        write answers "not modified" when nothing changes, and costs less than
+        the read would); a dry run reads it instead.
         Returns an `EnsureReport` with one row per position; a failed read or
         write is a ``"failed"`` row and stops nothing else, and a position
         Bybit refuses the flag (cross or portfolio margin, 110076/110077) is
