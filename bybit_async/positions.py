@@ -366,7 +366,8 @@ class EnsureRow:
 
     #: The symbol.
     symbol: str
-    #: The position's ``positionIdx``; None when its read failed, so it is unknown.
+    #: The position's ``positionIdx``; None when it is unknown: its read failed,
+    #: or a position with none open was written without a read and without one.
     position_idx: PositionIdx | None
     #: ``"unchanged"``: already as asked; ``"changed"``: set by a write;
     #: ``"skipped"``: the position cannot have the flag (cross or portfolio margin);
@@ -375,7 +376,8 @@ class EnsureRow:
     status: EnsureStatus
     #: Why, in a few words: ``"already on"``, ``"turned on"``, Bybit's message...
     reason: str
-    #: The position as read; None when its read failed.
+    #: The position as read; None when its read failed or it was not read (a
+    #: named position with none open is written without a read).
     position: Position | None = None
     #: Whether a set-auto-add-margin request was sent for it.
     written: bool = False
@@ -547,9 +549,12 @@ def _text(error: Exception) -> str:
 
 
 async def _read_all(
-    client: _Client, names: list[str] | None, coins: list[str]
+    client: _Client, names: list[str] | None, coins: list[str], read_flat: bool = True
 ) -> tuple[dict[str, dict[int, Position]], dict[str, Exception], int]:
-    """The positions of *coins* and of the symbols *names*, their read failures, and reads."""
+    """The positions of *coins* and of the symbols *names*, their read failures, and reads.
+
+    Without *read_flat*, the named symbols the pages do not show in full are not read.
+    """
     found: dict[str, dict[int, Position]] = {}
     reads = 0
     # An empty list of symbols needs no read at all.
@@ -568,7 +573,7 @@ async def _read_all(
                 found.setdefault(position.symbol, {})[position.position_idx] = position
 
     failures: dict[str, Exception] = {}
-    if names is not None:
+    if names is not None and read_flat:
         # Named symbols the pages did not show in full: no open position, or
         # one side of a hedge-mode pair.  Bybit answers a symbol read either way.
         missing = [name for name in names if not _complete(found.get(name))]
@@ -603,12 +608,20 @@ async def plan_auto_add_margin(
     settle_coin: str | Sequence[str] | None = None,
     classic: bool = False,
     deadline: float | None = None,
+    read_flat: bool = True,
 ) -> EnsureReport:
     """Read the positions and return the plan: a dry run's `EnsureReport`.
 
     See `BybitSession.ensure_auto_add_margin` for the arguments.  Rows that
     need a write have the status ``"planned"``.  *deadline* (s) bounds all the
     reads together.
+
+    Without *read_flat*, a named symbol with no open position is not read (a
+    read costs more than the write it would save: the write of a flat position
+    answers "not modified" when nothing changes): its row is planned with
+    ``position`` None, and `apply_plan` writes it as it is (see
+    `apply_plan`).  The other side of a hedge-mode symbol with one side
+    open is planned so too.
     """
     # Validated before any request, with the write's own check, so a bad
     # symbol fails the call instead of a row.
@@ -629,15 +642,32 @@ async def plan_auto_add_margin(
     if not isinstance(classic, bool):
         raise TypeError(f"classic must be a bool, got {classic!r}")
 
-    found, failures, reads = await _within(deadline, _read_all(client, names, coins))
+    if not isinstance(read_flat, bool):
+        raise TypeError(f"read_flat must be a bool, got {read_flat!r}")
+
+    found, failures, reads = await _within(deadline, _read_all(client, names, coins, read_flat))
 
     rows: list[EnsureRow] = []
     for name in sorted(found) if names is None else names:
         if name in failures:
             rows.append(_read_failed(name, failures[name]))
             continue
-        rows += [_decide(p, flag, classic) for _, p in sorted(found[name].items())]
+        sides = found.get(name, {})
+        rows += [_decide(p, flag, classic) for _, p in sorted(sides.items())]
+        if names is not None and not read_flat and not _complete(sides):
+            rows += _unread(name, sides, flag)
     return EnsureReport(flag, tuple(rows), reads, dry_run=True)
+
+
+def _unread(name: str, open_sides: Mapping[int, Position], flag: bool) -> list[EnsureRow]:
+    """The planned rows of a named symbol's positions the pages did not list: flat ones."""
+    reason = f"to turn {'on' if flag else 'off'} (not open: written without a read)"
+    if not open_sides:
+        # One-way or hedge mode is unknown: written without positionIdx (see _write_unread).
+        return [EnsureRow(name, None, "planned", reason)]
+    # One side of a hedge-mode pair is open: the other is flat.
+    (side,) = {PositionIdx.HEDGE_BUY, PositionIdx.HEDGE_SELL} - open_sides.keys()
+    return [EnsureRow(name, PositionIdx(side), "planned", reason)]
 
 
 async def _write(client: _Client, row: EnsureRow, flag: bool) -> EnsureRow:
@@ -666,11 +696,47 @@ async def _write(client: _Client, row: EnsureRow, flag: bool) -> EnsureRow:
     )
 
 
+# What Bybit answers a write without positionIdx to a hedge-mode symbol.
+_HEDGE_MODE: Final = "position idx not match"
+
+
+async def _write_unread(
+    client: _Client, row: EnsureRow, flag: bool, classic: bool
+) -> tuple[list[EnsureRow], int]:
+    """Write a row planned without a read; the rows it ends as, and the reads it took.
+
+    Written without positionIdx, as in one-way mode; if Bybit answers that the
+    symbol is in hedge mode, its positions are read and each side decided and
+    written as a read row would be.
+    """
+    done = await _write(client, row, flag)
+    error = done.error
+    if not (isinstance(error, BybitAPIError) and _HEDGE_MODE in error.ret_msg):
+        return [done], 0
+    try:
+        positions, reads = await _read_pages(client, position_list_params(symbol=row.symbol))
+    except Exception as read_error:
+        return [_read_failed(row.symbol, read_error)], 1
+    sides = [p for p in positions if p.symbol == row.symbol]
+    if not sides:
+        missing = InvalidResponseError(
+            f"no position listed for {row.symbol}".encode(), method="GET", path=POSITION_LIST
+        )
+        return [_read_failed(row.symbol, missing)], reads
+    rows = [_decide(p, flag, classic) for p in sorted(sides, key=lambda p: p.position_idx)]
+    written = await asyncio.gather(
+        *(_write(client, r, flag) for r in rows if r.status == "planned")
+    )
+    it = iter(written)
+    return [next(it) if r.status == "planned" else r for r in rows], reads
+
+
 async def apply_plan(
     client: _Client,
     plan: EnsureReport,
     *,
     on_row: Callable[[EnsureRow], None] | None = None,
+    classic: bool = False,
 ) -> EnsureReport:
     """Send the plan's writes concurrently and return the outcome.
 
@@ -679,14 +745,24 @@ async def apply_plan(
     handling).  One write's failure stops no other.  *on_row* is called with
     every row once its outcome is known: at once for rows that need no write,
     then for each write as it finishes.
+
+    A row planned without a read (``position`` and ``position_idx`` None) is
+    written without positionIdx; if Bybit answers that the symbol is in hedge
+    mode, its two sides are read, decided (with *classic* as in
+    `plan_auto_add_margin`) and written as needed, and the row becomes one
+    row per side.
     """
     flag = plan.auto_add_margin
 
-    async def write(row: EnsureRow) -> EnsureRow:
-        done = await _write(client, row, flag)
+    async def write(row: EnsureRow) -> tuple[list[EnsureRow], int]:
+        if row.position is None and row.position_idx is None:
+            done, reads = await _write_unread(client, row, flag, classic)
+        else:
+            done, reads = [await _write(client, row, flag)], 0
         if on_row is not None:
-            on_row(done)
-        return done
+            for one in done:
+                on_row(one)
+        return done, reads
 
     if on_row is not None:
         for row in plan.rows:
@@ -695,8 +771,16 @@ async def apply_plan(
     written = iter(
         await asyncio.gather(*(write(row) for row in plan.rows if row.status == "planned"))
     )
-    ordered = tuple(next(written) if row.status == "planned" else row for row in plan.rows)
-    return EnsureReport(flag, ordered, plan.reads, dry_run=False)
+    ordered: list[EnsureRow] = []
+    reads = plan.reads
+    for row in plan.rows:
+        if row.status != "planned":
+            ordered.append(row)
+            continue
+        done, more = next(written)
+        ordered += done
+        reads += more
+    return EnsureReport(flag, tuple(ordered), reads, dry_run=False)
 
 
 async def ensure_auto_add_margin(
@@ -713,9 +797,17 @@ async def ensure_auto_add_margin(
 
     *deadline* (s) bounds the reads together; each write is a call of its own.
     """
+    # A dry run reads every named position, to say what a write would do; a
+    # real one writes the flat ones without reading them first.
     plan = await plan_auto_add_margin(
-        client, symbols, on, settle_coin=settle_coin, classic=classic, deadline=deadline
+        client,
+        symbols,
+        on,
+        settle_coin=settle_coin,
+        classic=classic,
+        deadline=deadline,
+        read_flat=dry_run,
     )
     if dry_run:
         return plan
-    return await apply_plan(client, plan)
+    return await apply_plan(client, plan, classic=classic)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import inspect
 import logging
 import math
 import re
@@ -181,6 +182,13 @@ def _scrubbed(exc: BaseException) -> BaseException:
     return scrubbed
 
 
+def _is_coroutine_function(hook: object) -> bool:
+    """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
+
+
 def _frameless(error: BaseException | None) -> BaseException | None:
     """Return *error* with the tracebacks of it and of its whole chain dropped."""
     seen: set[int] = set()
@@ -335,7 +343,10 @@ class BybitSession:
 
     *on_event* is called with an event (`bybit_async.events`) for each
     attempt, retry, limiter wait, call, clock sync, halt and close; one that
-    raises is logged and the call goes on.  The counts and timings that
+    raises is logged and the call goes on.  It is called synchronously on the
+    request path: a coroutine function raises `TypeError` here (hand the event
+    to a queue instead), and a returned coroutine is closed and counted as a
+    callback error.  The counts and timings that
     `stats` returns are kept unless *stats* is false.  *trace_configs* go
     to the `aiohttp.ClientSession` (for tracing, such as OpenTelemetry's).
 
@@ -391,6 +402,13 @@ class BybitSession:
             _check_deadline(deadline)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        if on_event is not None and _is_coroutine_function(on_event):
+            # Called on the request path, it could never be awaited there.
+            raise TypeError(
+                "on_event must be a plain function, not a coroutine function: it is "
+                "called synchronously; to do async work, hand the event to a queue "
+                "or to loop.create_task from a plain function"
+            )
         if not isinstance(stats, bool):
             raise TypeError(f"stats must be a bool, got {stats!r}")
         if trace_configs is not None:
@@ -589,7 +607,11 @@ class BybitSession:
         """Give *event* to ``on_event``; what it raises is logged, never passed on."""
         assert self._on_event is not None
         try:
-            self._on_event(event)
+            returned = self._on_event(event)
+            if returned is not None and inspect.isawaitable(returned):
+                if inspect.iscoroutine(returned):
+                    returned.close()  # never awaited: no "never awaited" warning
+                raise TypeError("on_event returned a coroutine, which is never awaited")
         except Exception as exc:
             if self._stats is not None:
                 self._stats.callback_failed()
@@ -1370,6 +1392,9 @@ class BybitSession:
         otherwise the named symbols, open or not, every position of each (both
         sides in hedge mode).  Then sends set-auto-add-margin, concurrently
         through `set_auto_add_margin`, only to positions whose flag differs.
+        A named symbol with no open position is written without a read (its
+        write answers "not modified" when nothing changes, and costs less than
+        the read would); a dry run reads it instead.
         Returns an `EnsureReport` with one row per position; a failed read or
         write is a ``"failed"`` row and stops nothing else, and a position
         Bybit refuses the flag (cross or portfolio margin, 110076/110077) is

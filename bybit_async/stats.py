@@ -50,6 +50,9 @@ OTHER_CODE: Final = -1
 
 _EMPTY: Mapping[Any, int] = MappingProxyType({})
 
+# Disjoint spans of limiter waits kept to merge later waits with.
+_WAIT_SPANS: Final = 64
+
 _K = TypeVar("_K")
 
 
@@ -146,7 +149,10 @@ class SessionStats:
     *paths*.  *retries* counts retries by the reason of the failure before
     them, and *rate_limited* the answers with retCode 10006.  Counts by reason
     keep `MAX_KEYS` distinct reasons, the rest under `OTHER`.  *limiter_wait*
-    is every wait for the rate limiter, zero-length ones included.
+    is every wait for the rate limiter, zero-length ones included: its
+    *total* is summed over the calls, so waits that overlap add up (and can
+    exceed *elapsed*); *limiter_wait_wall* is the wall time, in seconds,
+    during which at least one call waited.
     *clock_offset_ms* and *clock_round_trip_ms* are from the last of
     *clock_syncs* syncs (None before the first).  *halted* says whether an IP
     ban stops sending now, after *halts* halts; *callback_errors* counts
@@ -178,11 +184,54 @@ class SessionStats:
     stream_snapshots: int = 0
     stream_stale: int = 0
     stream_bad: int = 0
+    limiter_wait_wall: float = 0.0
 
     @property
     def retried(self) -> int:
         """The number of retries, all reasons together."""
         return sum(self.retries.values())
+
+    def __str__(self) -> str:
+        """A few short lines for a log or ``print``: the counts, waits and each path."""
+        failed = ", ".join(f"{k}: {n}" for k, n in sorted(self.calls_failed.items()))
+        retries = ", ".join(f"{k}: {n}" for k, n in sorted(self.retries.items()))
+        wait = self.limiter_wait
+        lines = [
+            f"session stats over {self.elapsed:.1f} s: {self.calls} calls, "
+            f"{sum(self.calls_failed.values())} failed{f' ({failed})' if failed else ''}",
+            f"  requests: {self.requests}, errors: {self.errors}, retries: {self.retried}"
+            f"{f' ({retries})' if retries else ''}, 10006 answers: {self.rate_limited}",
+            f"  limiter wait: {self.limiter_wait_wall:.3f} s of wall time; summed over "
+            f"{wait.count} waits {wait.total:.3f} s (p99 {wait.p99 * 1e3:.1f} ms, max "
+            f"{wait.max * 1e3:.1f} ms)",
+        ]
+        if self.clock_offset_ms is not None:
+            lines.append(
+                f"  clock: offset {self.clock_offset_ms} ms, round trip "
+                f"{self.clock_round_trip_ms} ms, syncs: {self.clock_syncs}"
+            )
+        if self.halted or self.halts or self.callback_errors:
+            lines.append(
+                f"  halted: {'yes' if self.halted else 'no'} ({self.halts} halts), "
+                f"on_event errors: {self.callback_errors}"
+            )
+        for name, path in self.paths.items():
+            codes = ", ".join(f"{code}: {n}" for code, n in path.by_ret_code.items())
+            failures = ", ".join(f"{k}: {n}" for k, n in sorted(path.failures.items()))
+            line = (
+                f"  {name}: {path.requests} requests, {path.errors} errors, latency p50 "
+                f"{path.latency.p50 * 1e3:.1f} ms, p99 {path.latency.p99 * 1e3:.1f} ms"
+            )
+            lines.append(line)
+            if codes:
+                lines.append(f"    by retCode: {codes}")
+            if failures:
+                lines.append(f"    no answer: {failures}")
+            if path.limit is not None:
+                lines.append(
+                    f"    limit: {path.limit.remaining} of {path.limit.limit} left in the window"
+                )
+        return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the snapshot as JSON-ready values: dicts, lists, str, numbers, None.
@@ -269,22 +318,31 @@ class StatsRecorder:
         "_clock_syncs",
         "_halted",
         "_halts",
+        "_monotonic",
         "_paths",
         "_rate_limited",
         "_retries",
         "_started_at",
         "_stream",
         "_wait_count",
+        "_wait_spans",
         "_wait_total",
+        "_wait_wall",
         "_waits",
         "_wall",
     )
 
-    def __init__(self, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._wall = wall
         # messages, reconnects, snapshots, stale, bad: the private stream's counts,
         # zeroed in place by reset() since a stream holds the list (see stream_counts).
         self._stream: list[int] = [0, 0, 0, 0, 0]
+        self._monotonic = monotonic
         self.reset()
 
     def reset(self) -> None:
@@ -298,6 +356,11 @@ class StatsRecorder:
         self._waits: deque[float] = deque(maxlen=SAMPLES)
         self._wait_count = 0
         self._wait_total = 0.0
+        # The union of the waits so far: its length, and its last disjoint
+        # spans [start, end] (older ones are final: no wait reaches back past
+        # _WAIT_SPANS gaps in practice, and if one does it is counted twice).
+        self._wait_wall = 0.0
+        self._wait_spans: deque[list[float]] = deque(maxlen=_WAIT_SPANS)
         self._clock: tuple[int, int] | None = None
         self._clock_syncs = 0
         self._halted = False
@@ -355,10 +418,23 @@ class StatsRecorder:
         _count(self._retries, reason, OTHER)
 
     def waited(self, seconds: float) -> None:
-        """Record one wait for the rate limiter."""
+        """Record one wait for the rate limiter, which ended now."""
         self._waits.append(seconds)
         self._wait_count += 1
         self._wait_total += seconds
+        if seconds <= 0:
+            return
+        end = self._monotonic()
+        start = end - seconds
+        spans = self._wait_spans
+        # Waits are reported as they end, so every span ends before this one:
+        # those reaching into it merge with it.
+        while spans and spans[-1][1] >= start:
+            old_start, old_end = spans.pop()
+            self._wait_wall -= old_end - old_start
+            start = min(start, old_start)
+        spans.append([start, end])
+        self._wait_wall += end - start
 
     def call_ended(self, reason: str | None) -> None:
         """Count a call that returned (*reason* None) or raised for *reason*."""
@@ -430,4 +506,5 @@ class StatsRecorder:
             stream_snapshots=self._stream[2],
             stream_stale=self._stream[3],
             stream_bad=self._stream[4],
+            limiter_wait_wall=self._wait_wall,
         )

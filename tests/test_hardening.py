@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import re
@@ -359,3 +360,85 @@ async def test_a_size_that_is_not_a_finite_number_refuses_the_page(
         with pytest.raises(InvalidResponseError):
             await asyncio.wait_for(session.ensure_auto_add_margin(None, True), GUARD)
     assert PATH not in server.paths()
+
+
+# -- 3. a coroutine function as on_event ------------------------------------------------
+
+
+async def test_an_async_on_event_is_refused_at_construction() -> None:
+    async def hook(event: object) -> None:
+        pass
+
+    class Hook:
+        async def __call__(self, event: object) -> None:
+            pass
+
+    for bad in (hook, Hook(), functools.partial(hook)):
+        with pytest.raises(TypeError, match="coroutine function"):
+            BybitSession("key", "secret", on_event=bad)  # type: ignore[arg-type]
+
+
+async def test_a_hook_returning_a_coroutine_is_counted_as_failing_not_dropped(
+    server: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivered: list[object] = []
+
+    async def deliver(event: object) -> None:
+        delivered.append(event)
+
+    async with session_for(server, on_event=lambda event: deliver(event)) as session:
+        await session.set_auto_add_margin("BTCUSDT", True)
+        stats = session.stats()
+    assert stats.callback_errors > 0
+    assert delivered == []
+    assert "on_event returned a coroutine" in caplog.text
+
+
+# -- 9. stats that say what they measure -------------------------------------------------
+
+
+def test_overlapping_limiter_waits_add_up_in_the_sum_not_in_the_wall_time() -> None:
+    now = [0.0]
+    recorder = StatsRecorder(monotonic=lambda: now[0])
+
+    def wait_ending_at(end: float, seconds: float) -> None:
+        now[0] = end
+        recorder.waited(seconds)
+
+    # Twenty calls queued together for 5 s, each released a quarter second later.
+    for i in range(20):
+        wait_ending_at(0.25 * (i + 1), 0.25 * (i + 1))
+    wait_ending_at(6.0, 0.5)  # a later wait alone
+    wait_ending_at(7.0, 2.0)  # one that began before the last ended: [5, 7] takes in [5.5, 6]
+    stats = recorder.snapshot()
+    assert stats.limiter_wait.total == pytest.approx(sum(0.25 * (i + 1) for i in range(20)) + 2.5)
+    assert stats.limiter_wait_wall == pytest.approx(5.0 + 2.0)
+    recorder.waited(0.0)  # no wait: nothing to add
+    assert recorder.snapshot().limiter_wait_wall == pytest.approx(7.0)
+
+
+async def test_stats_print_as_a_few_short_lines(server: HostileServer) -> None:
+    calls = 0
+
+    async def some_fail(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        return envelope(110076 if calls % 3 == 0 else 0)
+
+    server.handler = some_fail
+    async with session_for(server) as session:
+        await asyncio.gather(
+            *(session.set_auto_add_margin(f"S{i}USDT", True) for i in range(9)),
+            return_exceptions=True,
+        )
+        text = str(session.stats())
+    lines = text.splitlines()
+    assert 4 <= len(lines) <= 12, text
+    assert all(len(line) <= 100 for line in lines), text
+    assert lines[0].startswith("session stats over ")
+    assert "9 calls, 3 failed (retCode 110076: 3)" in lines[0]
+    assert "limiter wait: " in lines[2]
+    assert "of wall time" in lines[2]
+    assert "summed over" in lines[2]
+    assert f"{PATH}: 9 requests" in text
+    assert "by retCode: 0: 6, 110076: 3" in text

@@ -166,6 +166,27 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_show_options(cmd: argparse.ArgumentParser, noun: str) -> None:
+    """--failures-only and --summary-only: which of the *noun* the output lists."""
+    show = cmd.add_mutually_exclusive_group()
+    show.add_argument(
+        "--failures-only",
+        dest="show",
+        action="store_const",
+        const="failures",
+        default="all",
+        help=f"list only the {noun} that failed (the cancelled are counted, not listed), "
+        "then the counts",
+    )
+    show.add_argument(
+        "--summary-only",
+        dest="show",
+        action="store_const",
+        const="summary",
+        help="print only the counts (with --json, one object of counts)",
+    )
+
+
 def add_flag_options(cmd: argparse.ArgumentParser) -> None:
     """--on and --off, one of them required."""
     flag = cmd.add_mutually_exclusive_group(required=True)

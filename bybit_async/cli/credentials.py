@@ -48,7 +48,7 @@ def parse_key_file(text: str, name: str = "key file") -> tuple[str, str]:
     Raises `UsageError` with a message that never quotes the file's
     content, since it may hold the secret.
     """
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()
     content = [
         (number, line.strip())
         for number, line in enumerate(lines, 1)
@@ -81,9 +81,11 @@ def parse_key_file(text: str, name: str = "key file") -> tuple[str, str]:
 
 def _read_text(path: str, what: str) -> str:
     try:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is no part
+        # of the first line, which would otherwise not parse as NAME=VALUE.
         if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as f:
+            return sys.stdin.read().removeprefix("\ufeff")
+        with open(path, encoding="utf-8-sig") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

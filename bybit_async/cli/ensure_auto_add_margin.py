@@ -32,6 +32,7 @@ from .common import (
     SECRET_ENV,
     Command,
     add_flag_options,
+    add_show_options,
     on_signals,
     plural,
     silence_stdout,
@@ -53,10 +54,13 @@ _ENSURE_HELP = f"""\
 
 what it does:
   Reads the position list first (pages of 200 by settle coin for the open
-  positions, then one read per named symbol with no open position), prints the
-  plan, and sends set-auto-add-margin only to the positions whose flag differs.
-  Without symbols it covers every open position of the settle coin(s).  In hedge
-  mode each side is its own row.  --dry-run stops after the plan.
+  positions), prints the plan, and sends set-auto-add-margin only to the open
+  positions whose flag differs.  A named symbol with no open position is
+  written without a read (a read would cost more than the write it saves;
+  Bybit answers "not modified" if the flag already had the value); with
+  --dry-run it is read instead, to say what a write would do.  Without symbols
+  it covers every open position of the settle coin(s).  In hedge mode each side
+  is its own row.  --dry-run stops after the plan.
 
   A position Bybit refuses the flag (cross or portfolio margin: retCode 110076
   or 110077) is "skipped".  In a unified account the position list does not say
@@ -75,16 +79,23 @@ output:
   planned, cancelled), reason, auto_add_margin (as read), size, trade_mode, ok,
   written, ret_code, attempts and error.  The plan line goes to stderr.
   The last line sums up requests, retries, 10006 seen, limiter wait and
-  elapsed time (with --json, a final object {{"summary": {{...}}}}).
+  elapsed time (with --json, a final object {{"summary": {{...}}}}), also when
+  the reads failed or were interrupted.
 
-  Ctrl-C cancels the writes in flight, closes the session and reports the
-  positions already settled; the rest are reported as cancelled.  A cancelled
-  request may or may not have reached Bybit.
+  --failures-only lists only the positions that failed (the cancelled ones
+  are counted, not listed); --summary-only prints only the counts (with
+  --json, one object of counts).
+
+  Ctrl-C (SIGINT) or SIGTERM cancels the reads or the writes in flight, closes
+  the session and reports the positions already settled; the rest are
+  reported as cancelled.  A cancelled request may or may not have reached
+  Bybit.
 
 exit status:
   {EXIT_OK} every position was set or already had the value, or is skipped (skipped
   alone is not a failure), {EXIT_FAILED} some read or write failed, {EXIT_USAGE} usage
-  error (nothing was sent), {EXIT_INTERRUPTED} interrupted.
+  error (nothing was sent), {EXIT_INTERRUPTED} interrupted (SIGINT), {EXIT_TERMINATED} terminated
+  (SIGTERM).
 
 examples:
   export {KEY_ENV}=... {SECRET_ENV}=...
@@ -148,8 +159,10 @@ def _ensure_outcome(
 
 def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
     word = "on" if plan.auto_add_margin else "off"
+    unread = sum(1 for row in plan.rows if row.status == "planned" and row.position is None)
     counts = [
-        (plan.planned, f"to turn {word}"),
+        (plan.planned - unread, f"to turn {word}"),
+        (unread, f"not open, to write without a read (Bybit says if it was already {word})"),
         (plan.unchanged, f"already {word}"),
         (plan.skipped, "skipped"),
         (plan.failed, "failed"),
@@ -160,6 +173,10 @@ def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
         f"plan: {plural(len(plan.rows), 'position')} ({where}; "
         f"{plural(plan.reads, 'read')}): {parts}"
     )
+
+
+class _Unread(Exception):
+    """The reads ended without a plan: they failed, or a signal stopped them."""
 
 
 async def _run_ensure(
@@ -211,6 +228,7 @@ async def _run_ensure(
 
     started = time.perf_counter()
     plan: EnsureReport | None = None
+    unread: int | None = None  # the exit status when the reads did not end in a plan
     try:
         # The signals are ours until the session is closed, as in set-auto-add-margin.
         with on_signals(asyncio.get_running_loop(), interrupt):
@@ -223,14 +241,20 @@ async def _run_ensure(
                             flag,
                             settle_coin=args.settle_coin,
                             classic=args.classic,
+                            # A write costs no more than the read it would save.
+                            read_flat=args.dry_run,
                         )
                     )
                 except BybitError as exc:
                     note(f"{PROG} {ENSURE}: reading positions failed: {redact(str(exc))}")
-                    return EXIT_FAILED
+                    unread = EXIT_FAILED
+                if plan is None and unread is None:
+                    term = interrupted_by == signal.SIGTERM
+                    how = "terminated (SIGTERM)" if term else "interrupted"
+                    note(f"{PROG}: {how} while reading positions: nothing was written")
+                    unread = EXIT_TERMINATED if term else EXIT_INTERRUPTED
                 if plan is None:
-                    note(f"{PROG}: interrupted while reading positions: nothing was written")
-                    return EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
+                    raise _Unread
                 note(_plan_line(plan, args.settle_coin))
                 if console is not None:
                     title = f"auto-add-margin {'on' if flag else 'off'} at {target_host(args)}"
@@ -239,7 +263,11 @@ async def _run_ensure(
                     writes = plan.planned and not args.dry_run
                     show_progress = sys.stdout.isatty() and writes >= PROGRESS_MIN_SYMBOLS
                     reporter = TableReporter(
-                        console, title=title, progress=show_progress, noun="position"
+                        console,
+                        title=title,
+                        progress=show_progress,
+                        show=args.show,
+                        noun="position",
                     )
                 else:
                     assert json_reporter is not None
@@ -251,17 +279,35 @@ async def _run_ensure(
                         if args.dry_run or row.status != "planned":
                             done(row)
                 else:
-                    await run(apply_plan(session, plan, on_row=done))
+                    await run(apply_plan(session, plan, on_row=done, classic=args.classic))
+    except _Unread:
+        # No position to list, but what was sent is still summed up (with
+        # --json, the summary record: a script reading the output gets one).
+        traffic = Traffic.of(session.stats())
+        elapsed = time.perf_counter() - started
+        if json_reporter is not None:
+            json_reporter.finished([], elapsed, traffic)
+        elif console is not None:
+            from rich.text import Text
+
+            console.print(Text(traffic.line(elapsed)))
+        assert unread is not None
+        return unread
     finally:
         if reporter is not None:
             reporter.stop()
     assert plan is not None
     assert reporter is not None
-    outcomes = [
-        settled.get((row.symbol, row.position_idx))
-        or _ensure_outcome(row, flag, redact, cancelled=True)
-        for row in plan.rows
-    ]
+    outcomes: list[Outcome] = []
+    for row in plan.rows:
+        outcome = settled.get((row.symbol, row.position_idx))
+        if outcome is None and row.position_idx is None:
+            # Written without a read, it may have ended as hedge mode's two sides.
+            sides = [settled[row.symbol, i] for i in (1, 2) if (row.symbol, i) in settled]
+            if sides:
+                outcomes += sides
+                continue
+        outcomes.append(outcome or _ensure_outcome(row, flag, redact, cancelled=True))
     reporter.finished(outcomes, time.perf_counter() - started, Traffic.of(session.stats()))
     return exit_for(outcomes, interrupted_by, "position")
 
@@ -335,6 +381,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="print one JSON object per position, one per line, as each is settled",
     )
+    add_show_options(cmd, "positions")
 
 
 #: The ``ensure-auto-add-margin`` command.

@@ -98,17 +98,20 @@ class Reporter(Protocol):
 class Traffic:
     """What a run's sessions sent, for the summary at its end.
 
-    *requests* counts the attempts; *retries* the retries by reason (such as
+    *requests* counts the attempts that were sent (one that got no
+    connection was not); *retries* the retries by reason (such as
     ``"retCode 10006"``); *rate_limited* the answers with retCode 10006;
-    *limiter_wait* and *limiter_wait_max* the seconds spent waiting for the
-    rate limiter, in total and at most; *calls* and *calls_failed* the calls
-    and, by reason, those that raised.
+    *limiter_wait_wall* the wall time during which a call waited for the
+    rate limiter, *limiter_wait_sum* and *limiter_wait_max* the waits summed
+    over the calls (overlapping waits add up) and the longest; *calls* and
+    *calls_failed* the calls and, by reason, those that raised.
     """
 
     requests: int
     retries: Mapping[str, int]
     rate_limited: int
-    limiter_wait: float
+    limiter_wait_wall: float
+    limiter_wait_sum: float
     limiter_wait_max: float
     calls: int
     calls_failed: Mapping[str, int]
@@ -124,10 +127,17 @@ class Traffic:
             for reason, n in one.calls_failed.items():
                 failed[reason] = failed.get(reason, 0) + n
         return cls(
-            requests=sum(one.requests for one in stats),
+            # An attempt that got no connection sent nothing (a TLS handshake
+            # refused, say): "nothing was sent" and the count must agree.
+            requests=sum(
+                one.requests - sum(p.failures.get("ConnectError", 0) for p in one.paths.values())
+                for one in stats
+            ),
             retries=dict(sorted(retries.items(), key=lambda item: (-item[1], item[0]))),
             rate_limited=sum(one.rate_limited for one in stats),
-            limiter_wait=sum(one.limiter_wait.total for one in stats),
+            # The sessions of a run wait one after the other (the probe first).
+            limiter_wait_wall=sum(one.limiter_wait_wall for one in stats),
+            limiter_wait_sum=sum(one.limiter_wait.total for one in stats),
             limiter_wait_max=max((one.limiter_wait.max for one in stats), default=0.0),
             calls=sum(one.calls for one in stats),
             calls_failed=dict(sorted(failed.items())),
@@ -140,8 +150,9 @@ class Traffic:
         return (
             f"requests: {self.requests}, retries: {retried}"
             f"{f' ({reasons})' if reasons else ''}, 10006 seen: {self.rate_limited}, "
-            f"limiter wait: {self.limiter_wait:.2f} s (max {self.limiter_wait_max:.2f} s), "
-            f"elapsed: {elapsed:.2f} s"
+            f"limiter wait: {self.limiter_wait_wall:.2f} s of wall time "
+            f"(summed over calls {self.limiter_wait_sum:.2f} s, max "
+            f"{self.limiter_wait_max:.2f} s), elapsed: {elapsed:.2f} s"
         )
 
     def as_json(self, elapsed: float) -> dict[str, Any]:
@@ -151,7 +162,8 @@ class Traffic:
             "retried": sum(self.retries.values()),
             "retries": dict(self.retries),
             "rate_limited": self.rate_limited,
-            "limiter_wait_s": round(self.limiter_wait, 3),
+            "limiter_wait_wall_s": round(self.limiter_wait_wall, 3),
+            "limiter_wait_sum_s": round(self.limiter_wait_sum, 3),
             "limiter_wait_max_s": round(self.limiter_wait_max, 3),
             "calls": self.calls,
             "calls_failed": dict(self.calls_failed),
@@ -164,7 +176,9 @@ Show = Literal["all", "failures", "summary"]
 
 
 def _listed(outcome: Outcome, show: Show) -> bool:
-    return show == "all" or (show == "failures" and not outcome.ok)
+    # The cancelled are counted, not listed, with --failures-only: after a
+    # Ctrl-C they may be thousands, and would bury the failures.
+    return show == "all" or (show == "failures" and outcome.status == "failed")
 
 
 class JsonReporter:
@@ -365,12 +379,20 @@ def _summary(outcomes: list[Outcome], elapsed: float, noun: str = "symbol") -> s
     return f"{plural(len(outcomes), noun)} in {elapsed:.2f} s: {', '.join(parts)}"
 
 
+# The width a console not on a terminal lays out in: wider than any line.
+_UNWRAPPED = 10_000
+
+
 def _rich_console() -> Console | None:
     try:
         from rich.console import Console
     except ImportError:
         return None
-    return Console(highlight=False)
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    # Piped or redirected: every row and line whole, whatever COLUMNS says,
+    # for grep, a log or a file (rich would wrap at 80 columns).
+    return Console(highlight=False, width=_UNWRAPPED, soft_wrap=True)
 
 
 def open_output(args: argparse.Namespace) -> tuple[JsonReporter | None, Console | None]:

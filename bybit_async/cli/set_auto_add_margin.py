@@ -30,6 +30,7 @@ from .common import (
     SECRET_ENV,
     Command,
     add_flag_options,
+    add_show_options,
     on_signals,
     silence_stdout,
 )
@@ -63,7 +64,8 @@ output:
   10006 answers seen, the wait for the rate limiter and the elapsed time
   (with --json, a final object {{"summary": {{...}}}}).
 
-  --failures-only leaves out the symbols that succeeded; --summary-only prints
+  --failures-only lists only the symbols that failed (the cancelled ones are
+  counted, not listed); --summary-only prints
   only the counts (with --json, one object: symbols, elapsed_s, and a count per
   outcome).  A message shared by several failed symbols is printed once, under
   the table.
@@ -337,22 +339,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="print one JSON object per symbol, one per line, as each finishes",
     )
-    show = cmd.add_mutually_exclusive_group()
-    show.add_argument(
-        "--failures-only",
-        dest="show",
-        action="store_const",
-        const="failures",
-        default="all",
-        help="list only the symbols that failed or were cancelled, then the counts",
-    )
-    show.add_argument(
-        "--summary-only",
-        dest="show",
-        action="store_const",
-        const="summary",
-        help="print only the counts (with --json, one object of counts)",
-    )
+    add_show_options(cmd, "symbols")
 
 
 #: The ``set-auto-add-margin`` command.
