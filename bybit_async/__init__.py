@@ -48,11 +48,16 @@ if TYPE_CHECKING:
         ClockSynced,
         Event,
         EventHook,
+        GuardActed,
         LimiterWaited,
         RetryScheduled,
         SessionClosed,
         SessionHalted,
         SessionResumed,
+        StreamConnected,
+        StreamDisconnected,
+        StreamReconnected,
+        StreamSnapshot,
     )
     from .models import ApiResponse, PositionIdx
     from .positions import EnsureReport, EnsureRow, EnsureStatus, Position
@@ -61,6 +66,7 @@ if TYPE_CHECKING:
     from .session import HOSTS, BybitSession
     from .signing import HmacSigner, RsaSigner, Signer
     from .stats import LimitStatus, PathStats, Percentiles, SessionStats
+    from .stream import PositionStream
 
 _LAZY = {
     "ServerClock": "clock",
@@ -92,11 +98,16 @@ _LAZY = {
     "ClockSynced": "events",
     "Event": "events",
     "EventHook": "events",
+    "GuardActed": "events",
     "LimiterWaited": "events",
     "RetryScheduled": "events",
     "SessionClosed": "events",
     "SessionHalted": "events",
     "SessionResumed": "events",
+    "StreamConnected": "events",
+    "StreamDisconnected": "events",
+    "StreamReconnected": "events",
+    "StreamSnapshot": "events",
     "ApiResponse": "models",
     "PositionIdx": "models",
     "EnsureReport": "positions",
@@ -118,6 +129,7 @@ _LAZY = {
     "PathStats": "stats",
     "Percentiles": "stats",
     "SessionStats": "stats",
+    "PositionStream": "stream",
 }
 
 __all__ = [
@@ -140,6 +152,7 @@ __all__ = [
     "Event",
     "EventHook",
     "ForbiddenError",
+    "GuardActed",
     "HTTPStatusError",
     "HmacSigner",
     "IPRateLimitError",
@@ -157,6 +170,7 @@ __all__ = [
     "Position",
     "PositionError",
     "PositionIdx",
+    "PositionStream",
     "RateLimitError",
     "RateLimits",
     "RedisLimiter",
@@ -173,6 +187,10 @@ __all__ = [
     "SessionResumed",
     "SessionStats",
     "Signer",
+    "StreamConnected",
+    "StreamDisconnected",
+    "StreamReconnected",
+    "StreamSnapshot",
     "TimestampError",
     "TooManyRequestsError",
     "TransportError",

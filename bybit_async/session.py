@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import inspect
 import logging
 import math
 import re
@@ -25,6 +26,7 @@ from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
@@ -64,7 +66,7 @@ from .events import (
     reason_of,
 )
 from .models import ApiResponse, PositionIdx
-from .positions import EnsureReport, Position
+from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
 from .positions import get_positions as _get_positions
 from .ratelimit import (
@@ -78,12 +80,14 @@ from .ratelimit import (
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 from .stats import SessionStats, StatsRecorder
+from .stream import PositionStream, StreamLink, private_stream_url
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_RATE_LIMITS",
     "HOSTS",
     "BybitSession",
+    "auto_add_margin_params",
 ]
 
 _log = logging.getLogger("bybit_async")
@@ -118,7 +122,6 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 SET_AUTO_ADD_MARGIN: Final = "/v5/position/set-auto-add-margin"
 SERVER_TIME: Final = "/v5/market/time"
 
-_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
 # A V5 path: no query, no escapes, nothing a URL parser could read two ways.
 _PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
 
@@ -167,6 +170,32 @@ def _transport_error(exc: BaseException, method: str, path: str, connected: bool
         cls = ConnectError
     detail = str(exc) or type(exc).__name__
     return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, or a copy of it that no longer holds the signed request.
+
+    aiohttp's response errors keep the request's headers (the key and the
+    signature) in ``request_info``; the copy keeps its URL and method only,
+    and none of the original's chain.
+    """
+    info = getattr(exc, "request_info", None)
+    if not isinstance(info, aiohttp.RequestInfo):
+        return exc
+    clean = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+    )
+    scrubbed = copy.copy(exc)
+    vars(scrubbed).update(request_info=clean, history=())
+    scrubbed.args = (clean, ())
+    return scrubbed
+
+
+def _is_coroutine_function(hook: object) -> bool:
+    """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def _frameless(error: BaseException | None) -> BaseException | None:
@@ -288,44 +317,6 @@ def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> 
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-def auto_add_margin_params(
-    symbol: str,
-    auto_add_margin: bool | int,
-    *,
-    category: str = "linear",
-    position_idx: int | None = None,
-) -> dict[str, Any]:
-    """Validate the arguments of set-auto-add-margin and return its JSON body.
-
-    Raises `TypeError` or `ValueError` for anything Bybit would reject.
-    """
-    if not isinstance(symbol, str):
-        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
-    if not _SYMBOL.match(symbol):
-        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
-        raise ValueError(
-            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
-        )
-    if category != "linear":
-        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
-    if isinstance(auto_add_margin, bool) or (
-        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
-    ):
-        flag = int(auto_add_margin)
-    elif isinstance(auto_add_margin, int):
-        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
-    else:
-        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
-    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
-    if position_idx is not None:
-        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
-            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
-        if position_idx not in (0, 1, 2):
-            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
-        params["positionIdx"] = int(position_idx)
-    return params
-
-
 class BybitSession:
     """An asyncio client for Bybit's V5 REST API.
 
@@ -365,9 +356,15 @@ class BybitSession:
 
     *on_event* is called with an event (`bybit_async.events`) for each
     attempt, retry, limiter wait, call, clock sync, halt and close; one that
-    raises is logged and the call goes on.  The counts and timings that
+    raises is logged and the call goes on.  It is called synchronously on the
+    request path: a coroutine function raises `TypeError` here (hand the event
+    to a queue instead), and a returned coroutine is closed and counted as a
+    callback error.  The counts and timings that
     `stats` returns are kept unless *stats* is false.  *trace_configs* go
     to the `aiohttp.ClientSession` (for tracing, such as OpenTelemetry's).
+
+    *stream_url* is the private WebSocket stream's URL (`stream_positions`);
+    None derives it from *base_url* (see `bybit_async.stream`).
     """
 
     def __init__(
@@ -397,6 +394,7 @@ class BybitSession:
         stats: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         egress: str | None = None,
+        stream_url: str | None = None,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -418,6 +416,13 @@ class BybitSession:
             _check_deadline(deadline)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        if on_event is not None and _is_coroutine_function(on_event):
+            # Called on the request path, it could never be awaited there.
+            raise TypeError(
+                "on_event must be a plain function, not a coroutine function: it is "
+                "called synchronously; to do async work, hand the event to a queue "
+                "or to loop.create_task from a plain function"
+            )
         if not isinstance(stats, bool):
             raise TypeError(f"stats must be a bool, got {stats!r}")
         if trace_configs is not None:
@@ -433,6 +438,8 @@ class BybitSession:
         base_url = HOSTS.get(base_url, base_url).rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL or one of {sorted(HOSTS)}")
+        # The private stream's URL (bybit_async.stream): a bad one fails here, before any I/O.
+        self._stream_url = private_stream_url(base_url, stream_url)
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ValueError("proxy must be an http(s) URL")
         if egress is not None:
@@ -496,6 +503,9 @@ class BybitSession:
         # Queued calls map to whether none of their attempts was sent before.
         self._queued: dict[asyncio.Task[Any], bool] = {}
         self._sleeping: set[asyncio.Task[Any]] = set()
+        # The calls under way that sent something -> the number of their last
+        # attempt to reach the network (none: nothing of the call was sent).
+        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -657,7 +667,11 @@ class BybitSession:
         """Give *event* to ``on_event``; what it raises is logged, never passed on."""
         assert self._on_event is not None
         try:
-            self._on_event(event)
+            returned = self._on_event(event)
+            if returned is not None and inspect.isawaitable(returned):
+                if inspect.iscoroutine(returned):
+                    returned.close()  # never awaited: no "never awaited" warning
+                raise TypeError("on_event returned a coroutine, which is never awaited")
         except Exception as exc:
             if self._stats is not None:
                 self._stats.callback_failed()
@@ -748,7 +762,8 @@ class BybitSession:
 
     def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
         """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        return not self._queued.get(task, False)
+        # A call waiting for its first permit or clock sync has sent nothing.
+        return task in self._attempted
 
     def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
         self._interrupt(
@@ -799,9 +814,12 @@ class BybitSession:
             # Another cancellation besides the session's own wins (3.11+ can tell).
             if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
                 if self._observed:
-                    self._call_ended(method, path, started, _CANCELLED, 0)
+                    self._call_ended(
+                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
+                    )
                 raise
             error = reason(method, path)
+            error.attempts = max(1, self._attempted.get(task, 0))
             if self._observed:
                 self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise error from None
@@ -820,6 +838,7 @@ class BybitSession:
             if timer is not None:
                 timer.cancel()
             reason = self._calls.pop(task)
+            self._attempted.pop(task, None)
             if reason is not None and not converted and sys.version_info >= (3, 11):
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
 
@@ -982,6 +1001,9 @@ class BybitSession:
             await self._sync_clock()
         permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
+        task = asyncio.current_task()
+        if task in self._calls:
+            self._attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(
@@ -1092,7 +1114,7 @@ class BybitSession:
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = exc
+            failure.__cause__ = _scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks
@@ -1462,8 +1484,15 @@ class BybitSession:
         hedge mode); with *settle_coin* (such as ``"USDT"``) and no symbol,
         every open position settled in it.  Pages of 200 are read, following
         ``nextPageCursor`` to the end; reads are retried like any idempotent call.
+        The session's *deadline* bounds the whole read, every page included.  A
+        list that does not end (more than `positions.MAX_PAGES` pages, or
+        a page over the limit) raises `InvalidResponseError`; a page that
+        adds no new position ends it, and each (symbol, position_idx) is
+        returned once.
         """
-        return await _get_positions(self, category, symbol=symbol, settle_coin=settle_coin)
+        return await _get_positions(
+            self, category, symbol=symbol, settle_coin=settle_coin, deadline=self._deadline
+        )
 
     async def ensure_auto_add_margin(
         self,
@@ -1481,6 +1510,9 @@ class BybitSession:
         otherwise the named symbols, open or not, every position of each (both
         sides in hedge mode).  Then sends set-auto-add-margin, concurrently
         through `set_auto_add_margin`, only to positions whose flag differs.
+        A named symbol with no open position is written without a read (its
+        write answers "not modified" when nothing changes, and costs less than
+        the read would); a dry run reads it instead.
         Returns an `EnsureReport` with one row per position; a failed read or
         write is a ``"failed"`` row and stops nothing else, and a position
         Bybit refuses the flag (cross or portfolio margin, 110076/110077) is
@@ -1489,9 +1521,67 @@ class BybitSession:
         skipped without a write.  With *dry_run*, only reads: the report is the
         plan.  Raises `TypeError` or `ValueError` for a bad argument before
         sending anything, and a settle coin's read error (nothing is written then).
+        The session's *deadline* bounds all the reads together; each write is a
+        call of its own.
         """
         return await _ensure_auto_add_margin(
-            self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+            self,
+            symbols,
+            on,
+            settle_coin=settle_coin,
+            classic=classic,
+            dry_run=dry_run,
+            deadline=self._deadline,
+        )
+
+    # -- live positions ---------------------------------------------------------
+
+    @property
+    def stream_url(self) -> str:
+        """The private WebSocket stream's URL."""
+        return self._stream_url
+
+    def _stream_link(self) -> StreamLink:
+        """What a `PositionStream` needs of this session: pool, key, signer, hooks."""
+        self._own_loop()
+        http = self._http or self._open("GET", "/v5/private")
+        return StreamLink(
+            self._stream_url,
+            http,
+            self._api_key,
+            self._signer.sign,
+            self._proxy,
+            self._emit if self._on_event is not None else None,
+            self._stats,
+        )
+
+    def stream_positions(self, category: str = "linear", **options: Any) -> PositionStream:
+        """Return a `PositionStream` of this account's position updates.
+
+        Use it as ``async with session.stream_positions() as stream: async for
+        position in stream: ...``.  *options* are `PositionStream`'s
+        (``settle_coin``, ``ping_interval``, back-off and limits).  Raises
+        `ValueError` or `TypeError` for a bad argument, before any I/O.
+        """
+        return PositionStream(self, category, **options)
+
+    async def guard_auto_add_margin(
+        self,
+        on: bool | int = True,
+        symbols: Iterable[str] | None = None,
+        *,
+        settle_coin: str = "USDT",
+        on_action: Callable[[EnsureRow], object] | None = None,
+        **stream_options: Any,
+    ) -> None:
+        """Keep auto-add-margin *on* (or off) on positions as they open and change, until cancelled.
+
+        See `bybit_async.guard.guard_auto_add_margin`.
+        """
+        from .guard import guard_auto_add_margin
+
+        await guard_auto_add_margin(
+            self, on, symbols, settle_coin=settle_coin, on_action=on_action, **stream_options
         )
 
 

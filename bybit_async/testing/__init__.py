@@ -19,7 +19,8 @@ The pytest plugin in `bybit_async.testing.pytest_plugin` gives the fixtures
 
 The modules: `server` (requests and routes), `accounts` (keys, UIDs,
 positions, instruments), `limits`, `faults` (faults and network delay),
-`control` (the ``/_sim/`` API), `cli` (the command line), `protocol`
+`control` (the ``/_sim/`` API), `stream` (the private WebSocket stream at
+``/v5/private``), `cli` (the command line), `protocol`
 (paths, messages, default instruments) and `pytest_plugin`.
 """
 

@@ -34,6 +34,8 @@ class Position:
     size: str = "0"
     side: str = ""
     leverage: str = "10"
+    #: Bumped on every change (see `bybit_async.testing.stream`).
+    seq: int = -1
 
     def to_json(self) -> dict[str, Any]:
         """The position as ``GET /v5/position/list`` lists it."""
@@ -65,7 +67,7 @@ class Position:
             "cumRealisedPnl": "0",
             "adlRankIndicator": 0,
             "isReduceOnly": False,
-            "seq": -1,
+            "seq": self.seq,
             "createdTime": "0",
             "updatedTime": "0",
         }

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .faults import Fault, NetworkDelay
 from .protocol import CONTROL_PREFIX
+from .stream import control_endpoints
 
 if TYPE_CHECKING:
     from .server import BybitSimulator
@@ -304,4 +305,5 @@ _ENDPOINTS: dict[tuple[str, str], _Endpoint] = {
     ("GET", "settings"): _settings,
     ("PATCH", "settings"): _change_settings,
     ("POST", "instruments"): _add_instruments,
+    **control_endpoints(),
 }

@@ -35,6 +35,7 @@ from .protocol import (
     POSITION_LIST_PATH,
     SET_AUTO_ADD_MARGIN_PATH,
 )
+from .stream import StreamHub
 
 _DEFAULT_RECV_WINDOW = 5000
 # Bybit rejects timestamps this many ms or more ahead of its clock.
@@ -191,6 +192,8 @@ class BybitSimulator:
         self._closing: asyncio.Future[None] | None = None
         self._url: str | None = None
         self._start_state: _Start | None = None
+        #: The private WebSocket stream at ``/v5/private`` (`bybit_async.testing.stream`).
+        self.stream = StreamHub(self)
         self.add_account(api_key, api_secret, uid=uid)
 
     def __repr__(self) -> str:
@@ -220,6 +223,7 @@ class BybitSimulator:
 
         app = web.Application()
         app.router.add_route("*", CONTROL_PREFIX + "{tail:.*}", control_handler(self))
+        self.stream.install(app)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A short shutdown timeout: close() releases every held request
         # first, so handlers finish at once and nothing waits for it.
@@ -279,6 +283,7 @@ class BybitSimulator:
         self._windows.clear()
         self._successes = 0
         self._delay_draws = None
+        self.stream.reset()
 
     # -- state -----------------------------------------------------------
 
@@ -370,6 +375,8 @@ class BybitSimulator:
                     position.side = "Buy" if idx == 1 else "Sell"
                 elif not position.side:
                     position.side = "Buy"
+        for position in positions.values():
+            self.stream.changed(self.uid(api_key), position)
 
     def position(
         self, symbol: str, position_idx: int = 0, *, api_key: str | None = None
@@ -812,6 +819,7 @@ class BybitSimulator:
         if position.auto_add_margin == flag:
             return 10001, NOT_MODIFIED_MSG, {}
         position.auto_add_margin = flag
+        self.stream.changed(user.uid, position)
         return 0, None, {}
 
     def _position_list(self, user: User | None, record: RecordedRequest) -> _Outcome:
