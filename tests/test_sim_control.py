@@ -33,7 +33,8 @@ async def control(
     client: aiohttp.ClientSession, url: str, method: str, name: str, body: Any = None
 ) -> tuple[int, Any]:
     data = None if body is None else orjson.dumps(body)
-    async with client.request(method, f"{url}/_sim/{name}", data=data) as resp:
+    headers = {} if method == "GET" else {"Content-Type": "application/json"}
+    async with client.request(method, f"{url}/_sim/{name}", data=data, headers=headers) as resp:
         return resp.status, orjson.loads(await resp.read())
 
 

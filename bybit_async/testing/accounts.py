@@ -103,6 +103,8 @@ class User:
     uid: str
     margin_mode: str
     positions: dict[str, dict[int, Position]] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_link_ids: set[str] = field(default_factory=set)
 
 
 class Instruments:

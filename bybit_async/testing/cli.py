@@ -50,6 +50,8 @@ class _Setup:
     ip_window: float = IP_WINDOW
     ip_ban_seconds: float = 600.0
     endpoint_limits: dict[str, int] = field(default_factory=dict)
+    # uid -> budget key or path -> that account's own limit.
+    uid_limits: dict[str, dict[str, int]] = field(default_factory=dict)
     clock_offset_ms: int = 0
     network_delay: NetworkDelay | None = None
     instruments: list[str] | None = field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
@@ -88,6 +90,9 @@ class _Setup:
             )
         sim.api_key = accounts[0].api_key
         sim.api_secret = accounts[0].api_secret or ""
+        for uid, limits in self.uid_limits.items():
+            for key, limit in limits.items():
+                sim.set_limit(key, limit, uid=uid)
         for spec in self.positions:
             spec = dict(spec)
             symbol = spec.pop("symbol")
@@ -248,6 +253,11 @@ def _apply_config(data: dict[str, Any], setup: _Setup) -> None:
         setup.ip_ban_seconds = float(limits["ip_ban_seconds"])
     for path, limit in limits.get("endpoints", {}).items():
         setup.endpoint_limits[str(path)] = int(limit)
+    for uid, own in limits.get("uid", {}).items():
+        if not str(uid).isdigit():
+            raise ValueError(f"limits.uid: a UID must be digits, got {uid!r}")
+        for key, limit in own.items():
+            setup.uid_limits.setdefault(str(uid), {})[str(key)] = int(limit)
     if "clock_offset_ms" in data:
         setup.clock_offset_ms = int(data["clock_offset_ms"])
     if "network_delay" in data:
@@ -305,6 +315,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=N",
         help="per-UID limit of an endpoint, requests per second (repeatable)",
     )
+    add(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="UID:KEY=N",
+        help="an account's own per-UID limit for a path or budget key, as VIP and PRO "
+        "levels raise Bybit's (repeatable), e.g. 5001:/v5/order/create=60",
+    )
     add("--clock-offset-ms", type=int, metavar="MS", help="server clock ahead of the wall clock")
     add("--delay-ms", metavar="LOW[:HIGH]", help="one-way network delay each way, milliseconds")
     add(
@@ -348,6 +366,8 @@ def _setup(argv: Sequence[str] | None) -> _Setup:
         if not sep or not limit.isdigit():
             raise ConfigError(f"--endpoint-limit wants PATH=N, got {spec!r}")
         setup.endpoint_limits[path] = int(limit)
+    for spec in args.limit:
+        setup_uid_limit(setup, spec)
     if args.clock_offset_ms is not None:
         setup.clock_offset_ms = args.clock_offset_ms
     if args.delay_ms is not None:
@@ -358,6 +378,15 @@ def _setup(argv: Sequence[str] | None) -> _Setup:
     if args.fixed_success_message:
         setup.success_messages = None
     return setup
+
+
+def setup_uid_limit(setup: _Setup, spec: str) -> None:
+    """Add ``--limit UID:KEY=N`` to *setup*."""
+    uid, _, rest = spec.partition(":")
+    key, sep, limit = rest.rpartition("=")
+    if not uid.isdigit() or not sep or not key.startswith("/") or not limit.isdigit():
+        raise ConfigError(f"--limit wants UID:PATH=N (UID digits, PATH from /v5/), got {spec!r}")
+    setup.uid_limits.setdefault(uid, {})[key] = int(limit)
 
 
 async def _serve(setup: _Setup) -> None:

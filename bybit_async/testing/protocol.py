@@ -14,6 +14,12 @@ MARKET_TIME_PATH = "/v5/market/time"
 SET_AUTO_ADD_MARGIN_PATH = "/v5/position/set-auto-add-margin"
 #: The signed GET endpoint that lists positions.
 POSITION_LIST_PATH = "/v5/position/list"
+#: The signed endpoint that places an order (answered with an id; no matching engine).
+ORDER_CREATE_PATH = "/v5/order/create"
+#: Bybit's V5 REST paths: every one is signed and limited except market data.
+V5_PREFIX = "/v5/"
+#: Public market-data paths: no signature, limited per IP only.
+PUBLIC_PREFIX = "/v5/market/"
 #: Paths under this prefix are the simulator's control API, not Bybit's.
 CONTROL_PREFIX = "/_sim/"
 
@@ -50,6 +56,7 @@ DEFAULT_MESSAGES: Mapping[int, str] = MappingProxyType(
         110027: "Margin is not modified",
         110029: "Hedge mode is not available for this symbol",
         110067: "Unified account is not supported.",
+        110072: "OrderLinkedID is duplicate",
         110074: "This contract is not live",
         110076: "Only isolated mode can set auto-add-margin",
         110077: "Pm mode cannot support",

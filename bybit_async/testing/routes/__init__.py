@@ -1,0 +1,78 @@
+"""The endpoints the simulator answers itself, one module per section of Bybit's docs.
+
+Each handler takes a `Call` (the simulator, the account, the parsed
+parameters) and returns an `Outcome`: ``(retCode, retMsg, result)``, retMsg
+``None`` meaning the success message.  `ROUTES` is the one table of them,
+keyed by method and path.  Authentication, limits, faults and the envelope
+are the server's; a handler sees only requests that passed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..accounts import User
+
+if TYPE_CHECKING:
+    from ..server import BybitSimulator
+
+#: (retCode, retMsg, result); retMsg None means the success message.
+Outcome = tuple[int, str | None, dict[str, Any]]
+
+
+@dataclass
+class Call:
+    """One authenticated request as a handler sees it.
+
+    *user* is None for public (market) endpoints.  *params* are the query
+    string's (strings, each name once) for GET, the JSON body's object for
+    POST.  *now_ms* is the server clock read once for the request.
+    """
+
+    sim: BybitSimulator
+    user: User | None
+    params: dict[str, Any]
+    now_ms: int
+    api_key: str | None = None
+
+    @property
+    def account(self) -> User:
+        """The signed request's account."""
+        assert self.user is not None
+        return self.user
+
+
+Handler = Callable[[Call], Outcome]
+
+
+def params_error(problem: str) -> Outcome:
+    """Bybit's generic parameter error, retCode 10001."""
+    return 10001, f"params error: {problem}", {}
+
+
+def error(code: int, msg: str | None = None) -> Outcome:
+    """An error answer with Bybit's usual message for *code* unless *msg* is given."""
+    from ..protocol import default_message
+
+    return code, msg if msg is not None else default_message(code), {}
+
+
+def ok(result: dict[str, Any] | None = None) -> Outcome:
+    """A success answer."""
+    return 0, None, {} if result is None else result
+
+
+def _table() -> Mapping[tuple[str, str], Handler]:
+    from . import account, asset, market, order, position, user
+
+    table: dict[tuple[str, str], Handler] = {}
+    for module in (market, account, position, asset, order, user):
+        for (method, path), handler in module.ROUTES.items():
+            table[method, path] = handler
+    return table
+
+
+#: (method, path) -> handler: every endpoint the simulator answers itself.
+ROUTES: Mapping[tuple[str, str], Handler] = _table()
