@@ -42,7 +42,7 @@ from .protocol import (
     PUBLIC_PREFIX,
     V5_PREFIX,
 )
-from .routes import ROUTES, Call
+from .routes import ROUTES, Call, Refused
 
 _log = logging.getLogger("bybit_async.testing")
 
@@ -424,6 +424,7 @@ class BybitSimulator:
         rsa_public_key: str | bytes | None = None,
         margin_mode: str = "isolated",
         uid: str | int | None = None,
+        account_type: str = "unified",
     ) -> str:
         """Add an API key and return its UID; a key added again replaces the old one.
 
@@ -432,10 +433,40 @@ class BybitSimulator:
         *uid* None the key gets a new UID of its own; with the UID of an
         existing key it joins that account, sharing its positions and its
         per-UID rate limits (*margin_mode* is then the account's already).
-        *margin_mode* ``"portfolio"`` is account-wide; ``"isolated"`` or
-        ``"cross"`` is the mode new positions start in.
+        *margin_mode* is the account's (``"isolated"``, ``"cross"`` or
+        ``"portfolio"``: Bybit's ISOLATED_MARGIN, REGULAR_MARGIN and
+        PORTFOLIO_MARGIN), and so the mode new positions start in.
+        *account_type* is ``"unified"`` (a unified trading account, UTA 2.0)
+        or ``"classic"`` (margin mode per symbol, through switch-isolated).
+        A new account holds `DEFAULT_BALANCES`; see `set_balance`.
         """
-        return self._accounts.add(api_key, api_secret, rsa_public_key, margin_mode, uid).uid
+        key = self._accounts.add(
+            api_key, api_secret, rsa_public_key, margin_mode, uid, account_type
+        )
+        return key.uid
+
+    def set_balance(self, coin: str, amount: str | float, *, api_key: str | None = None) -> None:
+        """Set the wallet balance of *coin* (``"0"`` removes it) in an account."""
+        text = _decimal_text(amount)
+        balances = self._user(api_key).balances
+        if float(text) == 0:
+            balances.pop(coin, None)
+        else:
+            balances[coin] = text
+
+    def balances(self, *, api_key: str | None = None) -> dict[str, str]:
+        """An account's wallet balances by coin."""
+        return dict(self._user(api_key).balances)
+
+    def margin_mode(self, *, api_key: str | None = None) -> str:
+        """An account's margin mode: ``"isolated"``, ``"cross"`` or ``"portfolio"``."""
+        return self._user(api_key).margin_mode
+
+    def set_price(self, symbol: str, price: str | float) -> None:
+        """Set the last and mark price of a listed *symbol* (tickers, wallet values)."""
+        if symbol not in self.instruments:
+            raise ValueError(f"{symbol} is not a listed instrument; see add_instruments()")
+        self.instruments.prices[symbol] = _decimal_text(price)
 
     def add_instruments(self, symbols: Iterable[str] | Mapping[str, str]) -> None:
         """List more symbols (a mapping gives their settle coins: ``USDT`` or ``USDC``)."""
@@ -538,6 +569,10 @@ class BybitSimulator:
     def api_keys(self) -> dict[str, str]:
         """Every API key and its UID."""
         return {key.api_key: key.uid for key in self._accounts.keys.values()}
+
+    def accounts_state(self) -> list[User]:
+        """Every account (UID) as the simulator holds it: mode, balances, positions."""
+        return list(self._accounts.users.values())
 
     def _user(self, api_key: str | None) -> User:
         return self._accounts.user(self.api_key if api_key is None else api_key)
@@ -840,6 +875,8 @@ class BybitSimulator:
             call = Call(self, user, params, now_ms, None if key is None else key.api_key)
             try:
                 code, msg, result = handler(call)
+            except Refused as refused:
+                code, msg, result = refused.outcome
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 # Malformed input the handler did not foresee: Bybit's answer, never a 500.
                 _log.warning("simulator: %s %s: %r", record.method, path, exc)
