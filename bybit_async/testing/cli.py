@@ -56,7 +56,7 @@ class _Setup:
     network_delay: NetworkDelay | None = None
     instruments: list[str] | None = field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
     extra_instruments: list[str] = field(default_factory=list)
-    success_messages: tuple[str, ...] | None = SUCCESS_MESSAGES
+    success_messages: tuple[str, ...] | None = None
 
     def build(self) -> BybitSimulator:
         """A simulator set up as described (not started)."""
@@ -334,10 +334,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--any-symbol", action="store_true", help="accept any well-formed symbol")
     add(
-        "--fixed-success-message",
+        "--vary-success-messages",
         action="store_true",
-        help="answer each endpoint's success with its documented retMsg "
-        "instead of varying OK, success and empty",
+        help="answer successes with OK, success and an empty retMsg in turn instead of OK, "
+        "for a client that must not read retMsg",
     )
     return parser
 
@@ -375,8 +375,8 @@ def _setup(argv: Sequence[str] | None) -> _Setup:
     setup.extra_instruments.extend(args.instrument)
     if args.any_symbol:
         setup.instruments = None
-    if args.fixed_success_message:
-        setup.success_messages = None
+    if args.vary_success_messages:
+        setup.success_messages = SUCCESS_MESSAGES
     return setup
 
 
