@@ -18,6 +18,7 @@ from ..ratelimit import IP_LIMIT, IP_WINDOW
 from .accounts import Accounts
 from .control import network_delay_from_json
 from .faults import NetworkDelay
+from .fixtures import Fixture
 from .protocol import DEFAULT_INSTRUMENTS, SUCCESS_MESSAGES
 from .server import BybitSimulator
 
@@ -35,6 +36,7 @@ class _Account:
     rsa_public_key: str | None = None
     uid: str | None = None
     margin_mode: str = "isolated"
+    account_type: str = "unified"
 
 
 @dataclass
@@ -52,6 +54,7 @@ class _Setup:
     endpoint_limits: dict[str, int] = field(default_factory=dict)
     # uid -> budget key or path -> that account's own limit.
     uid_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    routes: list[Fixture] = field(default_factory=list)
     clock_offset_ms: int = 0
     network_delay: NetworkDelay | None = None
     instruments: list[str] | None = field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
@@ -87,9 +90,18 @@ class _Setup:
                 rsa_public_key=rsa_pem,
                 margin_mode=account.margin_mode,
                 uid=account.uid,
+                account_type=account.account_type,
             )
         sim.api_key = accounts[0].api_key
         sim.api_secret = accounts[0].api_secret or ""
+        for route in self.routes:
+            sim.add_route(
+                route.method,
+                route.path,
+                route.result,
+                ret_code=route.ret_code,
+                ret_msg=route.ret_msg,
+            )
         for uid, limits in self.uid_limits.items():
             for key, limit in limits.items():
                 sim.set_limit(key, limit, uid=uid)
@@ -211,6 +223,7 @@ _CONFIG_KEYS = {
     "network_delay",
     "instruments",
     "success_messages",
+    "routes",
 }
 
 
@@ -231,8 +244,11 @@ def _apply_config(data: dict[str, Any], setup: _Setup) -> None:
                 entry.get("rsa_public_key_file"),
                 None if uid is None else str(uid),
                 entry.get("margin_mode", "isolated"),
+                entry.get("account_type", "unified"),
             )
         )
+    for entry in data.get("routes", []):
+        setup.routes.append(Fixture.from_json(entry))
     for entry in data.get("positions", []):
         spec: dict[str, Any] = {"symbol": str(entry["symbol"])}
         for name, value in entry.items():

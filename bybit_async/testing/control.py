@@ -225,6 +225,7 @@ def _add_account(sim: BybitSimulator, request: web.Request, data: Any) -> Any:
         rsa_public_key=data.get("rsaPublicKey"),
         margin_mode=data.get("marginMode", "isolated"),
         uid=data.get("uid"),
+        account_type=data.get("accountType", "unified"),
     )
     return {"apiKey": api_key, "uid": uid}
 

@@ -398,7 +398,7 @@ class BybitSimulator:
         success, Bybit's usual message for an error.  Added again, it
         replaces the old answer.
         """
-        self._fixtures.add(Fixture(method.upper(), path, dict(result or {}), ret_code, ret_msg))
+        self._fixtures.add(Fixture(method.upper(), path, _json_object(result), ret_code, ret_msg))
 
     def remove_route(self, method: str, path: str) -> None:
         """Forget the fixture for *method* *path*; KeyError if there is none."""
@@ -916,6 +916,13 @@ class BybitSimulator:
                 "time": self.server_time_ms() if now_ms is None else now_ms,
             }
         )
+
+
+def _json_object(result: object) -> Any:
+    # A mapping becomes a dict; anything else goes to Fixture, which refuses it.
+    if result is None:
+        return {}
+    return dict(result) if isinstance(result, Mapping) else result
 
 
 def _decimal_text(size: str | float) -> str:
