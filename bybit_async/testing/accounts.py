@@ -8,6 +8,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .protocol import base_coin, default_price, settle_coin
@@ -17,7 +18,7 @@ MARGIN_MODES = ("isolated", "cross", "portfolio")
 #: Account types: a unified trading account (UTA 2.0) or a classic one.
 ACCOUNT_TYPES = ("unified", "classic")
 #: What a new account holds unless told otherwise.
-DEFAULT_BALANCES: dict[str, str] = {"USDT": "100000", "USDC": "10000"}
+DEFAULT_BALANCES: Mapping[str, str] = MappingProxyType({"USDT": "100000", "USDC": "10000"})
 SIDES = ("Buy", "Sell", "")
 
 

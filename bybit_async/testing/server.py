@@ -861,8 +861,7 @@ class BybitSimulator:
         elif handler is None:
             msg = (
                 f"Route not found: {record.method} {path} is not implemented by the "
-                "simulator; register a fixture for it (BybitSimulator.add_route, "
-                "POST /_sim/routes or the config file's [[routes]])"
+                "simulator; add a fixture route for it"
             )
             body = self._envelope_bytes(10017, msg, None, now_ms)
             response = web.Response(
