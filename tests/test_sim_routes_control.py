@@ -219,3 +219,34 @@ async def test_request_log_times_are_wall_clock_ms(
     (record,) = log["requests"]
     assert before <= record["time"] <= after
     assert sim.requests[0].time_ms == record["time"]
+
+
+# -- every V5 path authenticated -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v5/account/wallet-balance"),
+        ("GET", "/v5/user/query-api"),
+        ("POST", "/v5/position/set-leverage"),
+        ("GET", REALTIME),  # a fixture
+        ("GET", "/v5/nothing/here"),  # neither
+    ],
+)
+async def test_every_v5_path_is_authenticated(
+    sim: BybitSimulator, client: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    sim.add_route("GET", REALTIME, ORDERS)
+    async with client.request(method, sim.url + path) as resp:
+        assert resp.status == 401
+    reply = await call(client, sim, method, path, secret="wrong")
+    assert (reply.status, reply.code) == (200, 10004)
+    reply = await call(client, sim, method, path, key="nobody")
+    assert (reply.status, reply.code) == (200, 10003)
+    # The timestamp window: 6 s behind the server's clock is outside 5 s, 1.5 s ahead too.
+    assert (await call(client, sim, method, path, skew_ms=-6000)).code == 10002
+    assert (await call(client, sim, method, path, skew_ms=1500)).code == 10002
+    # None of these was counted against the account's per-UID limit.
+    assert sim.count(path) == 5
+    assert "X-Bapi-Limit" not in reply.headers
