@@ -45,7 +45,8 @@ from .protocol import (
     SET_AUTO_ADD_MARGIN_PATH,
     SUCCESS_MESSAGES,
 )
-from .server import BybitSimulator, RecordedRequest
+from .requestlog import RecordedRequest
+from .server import BybitSimulator
 
 __all__ = [
     "CONTROL_PREFIX",

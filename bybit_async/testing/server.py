@@ -35,6 +35,7 @@ from .faults import (
 )
 from .fixtures import Fixture, Fixtures
 from .limits import ENDPOINT_LIMITS, Headers, LimitValue, Windows, check_limit, lookup
+from .overrides import Overrides
 from .protocol import (
     CONTROL_PREFIX,
     DEFAULT_INSTRUMENTS,
@@ -42,6 +43,7 @@ from .protocol import (
     PUBLIC_PREFIX,
     V5_PREFIX,
 )
+from .requestlog import RecordedRequest, RequestLog
 from .routes import ROUTES, Call, Refused
 
 _log = logging.getLogger("bybit_async.testing")
@@ -75,47 +77,6 @@ def parse_params(method: str, query: str, body: bytes) -> dict[str, Any] | str:
     return params
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the simulator received and answered it.
-
-    *status* is 0 and *ret_code* ``None`` while the request is being handled,
-    and for requests that got no answer (dropped, released at close, or whose
-    client had gone).  *at* is `time.monotonic` at arrival, after any
-    inbound network delay; rate limits are counted at that time.  *time_ms*
-    is the same moment on the wall clock, in milliseconds since the epoch.
-    """
-
-    at: float
-    method: str
-    path: str
-    api_key: str | None
-    body: bytes
-    query: str
-    timestamp: int | None
-    signature: str | None
-    status: int = 0
-    ret_code: int | None = None
-    fault: Fault | None = None
-    time_ms: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as the control API's request log shows it; ``time`` in wall-clock ms."""
-        return {
-            "time": self.time_ms,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "apiKey": self.api_key,
-            "timestamp": self.timestamp,
-            "signature": self.signature,
-            "body": self.body.decode("utf-8", "replace"),
-            "status": self.status,
-            "retCode": self.ret_code,
-            "fault": None if self.fault is None else self.fault.to_json(),
-        }
-
-
 @dataclass
 class _Start:
     """What `BybitSimulator.reset` goes back to."""
@@ -140,7 +101,7 @@ _SETTINGS = (
 )
 
 
-class BybitSimulator:
+class BybitSimulator(Overrides, RequestLog):
     """A Bybit V5 REST server on a local port, with one account to start with.
 
     The default account's credentials are *api_key* and *api_secret*, in UID
@@ -330,85 +291,6 @@ class BybitSimulator:
     def server_time_ns(self) -> int:
         """The server's clock in nanoseconds."""
         return _wall_ns() + self.clock_offset_ms * 1_000_000
-
-    # -- per-UID limits ------------------------------------------------------
-
-    def set_limit(
-        self,
-        key: str,
-        limit: int | EndpointLimit | None,
-        *,
-        uid: str | int | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        """Give one account its own per-UID limit for a budget key, as Bybit does by VIP level.
-
-        *key* is a budget key (``/v5/order/create:linear+inverse``) or a
-        path; a path of an endpoint limited per business line sets every
-        line whose own key the account has not set.  *limit* is requests per
-        the key's window (the table's; one second for a key it lacks), or an
-        `EndpointLimit` with its own window; None removes the account's own
-        limit.  The account is *uid*, or *api_key*'s, or the default key's.
-        Answers report the limit in ``X-Bapi-Limit``; with limits enforced,
-        a request over it gets retCode 10006.
-        """
-        if uid is not None and api_key is not None:
-            raise ValueError("give uid or api_key, not both")
-        if uid is not None:
-            uid_text = str(uid)
-            if not uid_text.isdigit():
-                raise ValueError(f"uid must be digits, got {uid!r}")
-        else:
-            uid_text = self._user(api_key).uid
-        if limit is None:
-            own = self._uid_limits.get(uid_text, {})
-            own.pop(key, None)
-            return
-        self._uid_limits.setdefault(uid_text, {})[key] = check_limit(key, limit)
-
-    def limits(self, *, uid: str | int | None = None, api_key: str | None = None) -> dict[str, Any]:
-        """One account's own limits (see `set_limit`), by key, as set."""
-        uid_text = str(uid) if uid is not None else self._user(api_key).uid
-        return dict(self._uid_limits.get(uid_text, {}))
-
-    def limit_in_force(
-        self, path: str, category: str | None = None, *, api_key: str | None = None
-    ) -> EndpointLimit | None:
-        """The limit a request to *path* with *category* meets from *api_key*'s account."""
-        own = self._uid_limits.get(self._user(api_key).uid)
-        return lookup(budget_key(path, category), own, self.endpoint_limits)
-
-    # -- fixture routes --------------------------------------------------------
-
-    def add_route(
-        self,
-        method: str,
-        path: str,
-        result: Mapping[str, Any] | None = None,
-        *,
-        ret_code: int = 0,
-        ret_msg: str | None = None,
-    ) -> None:
-        """Answer *method* *path* (under ``/v5/``) with retCode *ret_code* and *result*.
-
-        For paths the simulator does not model, such as ``/v5/order/realtime``;
-        one for a path it models replaces the built-in answer.  The request is
-        authenticated and counted against the IP and per-UID limits of its
-        budget key first, as any other.  *ret_msg* None is ``OK`` for a
-        success, Bybit's usual message for an error.  Added again, it
-        replaces the old answer.
-        """
-        self._fixtures.add(Fixture(method.upper(), path, _json_object(result), ret_code, ret_msg))
-
-    def remove_route(self, method: str, path: str) -> None:
-        """Forget the fixture for *method* *path*; KeyError if there is none."""
-        if not self._fixtures.remove(method.upper(), path):
-            raise KeyError(f"no fixture route {method} {path}")
-
-    @property
-    def routes(self) -> list[Fixture]:
-        """The fixture routes, in the order they were added."""
-        return list(self._fixtures.routes.values())
 
     def positions_changed(self, user: User, symbol: str) -> None:
         """Called by every request that changes one of *user*'s *symbol* positions.
@@ -602,52 +484,9 @@ class BybitSimulator:
         """Drop every queued fault."""
         self._faults.clear()
 
-    def count(
-        self, path: str | None = None, *, ret_code: int | None = None, status: int | None = None
-    ) -> int:
-        """Count recorded requests to *path* (any if None) with the given retCode and status."""
-        return sum(
-            1
-            for r in self.requests
-            if (path is None or r.path == path)
-            and (ret_code is None or r.ret_code == ret_code)
-            and (status is None or r.status == status)
-        )
-
-    def max_in_window(self, path: str | None = None, window: float = 1.0) -> int:
-        """Return the most recorded requests to *path* (any if None) in one *window*.
-
-        Windows are half-open: ``[t, t + window)`` for any start ``t``,
-        measured on arrival times.
-        """
-        times = sorted(r.at for r in self.requests if path is None or r.path == path)
-        best = end = 0
-        for start, t in enumerate(times):
-            while end < len(times) and times[end] - t < window:
-                end += 1
-            best = max(best, end - start)
-        return best
-
     def reset_limits(self) -> None:
         """Forget all rate-limit windows and IP bans."""
         self._windows.clear()
-
-    async def wait_for_requests(self, n: int) -> None:
-        """Return once at least *n* requests have arrived (been recorded)."""
-        if len(self.requests) >= n:
-            return
-        entry = (n, asyncio.get_running_loop().create_future())
-        self._waiters.append(entry)
-        try:
-            await entry[1]
-        finally:
-            self._waiters.remove(entry)
-
-    def _notify(self) -> None:
-        arrived = len(self.requests)
-        for n, waiter in self._waiters:
-            if arrived >= n and not waiter.done():
-                waiter.set_result(None)
 
     # -- request handling --------------------------------------------------
 
@@ -915,13 +754,6 @@ class BybitSimulator:
                 "time": self.server_time_ms() if now_ms is None else now_ms,
             }
         )
-
-
-def _json_object(result: object) -> Any:
-    # A mapping becomes a dict; anything else goes to Fixture, which refuses it.
-    if result is None:
-        return {}
-    return dict(result) if isinstance(result, Mapping) else result
 
 
 def _decimal_text(size: str | float) -> str:
