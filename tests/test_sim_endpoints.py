@@ -4,6 +4,7 @@ stateful and consistent with each other, with the documented errors and "not mod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -327,12 +328,17 @@ async def test_coin_info_and_query_api(sim: BybitSimulator, client: aiohttp.Clie
 async def test_malformed_input_gets_bybits_answer_never_a_500(
     sim: BybitSimulator,
     client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
     method: str,
     path: str,
     params: Any,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bybit_async.testing")
     reply = await call(client, sim, method, path, params)
     assert reply.status == 200, reply.text
     assert reply.code in (0, 10001), reply.text
+    if reply.code:
+        # Logged, with Bybit's message.
+        assert any(reply.data["retMsg"] in r.getMessage() for r in caplog.records)
     # The simulator goes on.
     ok(await call(client, sim, "GET", LIST, {"category": "linear", "symbol": "BTCUSDT"}))

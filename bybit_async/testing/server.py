@@ -708,6 +708,7 @@ class BybitSimulator(Overrides, RequestLog):
             )
             return response, 10017, None
         elif isinstance(params, str):
+            _log.info("%s %s refused: %s", record.method, path, params)
             return self._envelope(10001, params, None, headers, now_ms), 10001, None
         else:
             call = Call(self, user, params, now_ms, None if key is None else key.api_key)
@@ -715,12 +716,15 @@ class BybitSimulator(Overrides, RequestLog):
                 code, msg, result = handler(call)
             except Refused as refused:
                 code, msg, result = refused.outcome
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError):
                 # Malformed input the handler did not foresee: Bybit's answer, never a 500.
-                _log.warning("simulator: %s %s: %r", record.method, path, exc)
+                _log.warning("unforeseen input to %s %s", record.method, path, exc_info=True)
                 code, msg, result = 10001, "params error", {}
         if msg is None:
             msg = self._success_message()
+        elif code == 10001:
+            # Bad input is answered as Bybit does and logged; the simulator goes on.
+            _log.info("%s %s refused: %s", record.method, path, msg)
         return self._envelope(code, msg, result, headers, now_ms), code, None
 
     def _success_message(self) -> str:
