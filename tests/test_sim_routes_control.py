@@ -250,3 +250,20 @@ async def test_every_v5_path_is_authenticated(
     # None of these was counted against the account's per-UID limit.
     assert sim.count(path) == 5
     assert "X-Bapi-Limit" not in reply.headers
+
+
+async def test_balances_and_prices_over_http(
+    sim: BybitSimulator, client: aiohttp.ClientSession
+) -> None:
+    status, body = await control(
+        client, sim, "POST", "balances", {"balances": {"USDT": "5", "BTC": 1}}
+    )
+    assert (status, body["balances"]) == (200, {"USDT": "5", "USDC": "10000", "BTC": "1"})
+    status, body = await control(client, sim, "POST", "prices", {"prices": {"BTCUSDT": "65000"}})
+    assert (status, body["prices"]) == (200, {"BTCUSDT": "65000"})
+    reply = await public(client, sim, "/v5/market/tickers", "category=linear&symbol=BTCUSDT")
+    assert reply.result["list"][0]["lastPrice"] == "65000"
+    status, body = await control(client, sim, "POST", "balances", {"balances": {"USDT": True}})
+    assert status == 400
+    status, body = await control(client, sim, "POST", "prices", {"prices": {"NOPE": "1"}})
+    assert status == 400

@@ -296,6 +296,27 @@ def _change_settings(sim: BybitSimulator, request: web.Request, data: Any) -> An
     return settings_json(sim)
 
 
+def _set_balances(sim: BybitSimulator, request: web.Request, data: Any) -> Any:
+    balances = data.get("balances")
+    if not isinstance(balances, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in balances.values()
+    ):
+        raise _BadRequest('give "balances": {coin: amount}, amounts as decimal strings')
+    api_key = data.get("apiKey")
+    for coin, amount in balances.items():
+        sim.set_balance(str(coin), amount, api_key=api_key)
+    return {"balances": sim.balances(api_key=api_key)}
+
+
+def _set_prices(sim: BybitSimulator, request: web.Request, data: Any) -> Any:
+    prices = data.get("prices")
+    if not isinstance(prices, dict):
+        raise _BadRequest('give "prices": {symbol: price}')
+    for symbol, price in prices.items():
+        sim.set_price(str(symbol), price)
+    return {"prices": dict(sim.instruments.prices)}
+
+
 def _add_instruments(sim: BybitSimulator, request: web.Request, data: Any) -> Any:
     symbols = data.get("symbols")
     if not isinstance(symbols, list | dict):
@@ -445,6 +466,8 @@ _ENDPOINTS: dict[tuple[str, str], _Endpoint] = {
     ("GET", "settings"): _settings,
     ("PATCH", "settings"): _change_settings,
     ("POST", "instruments"): _add_instruments,
+    ("POST", "balances"): _set_balances,
+    ("POST", "prices"): _set_prices,
     ("GET", "limits"): _limits,
     ("POST", "limits"): _set_limits,
     ("GET", "routes"): _routes,

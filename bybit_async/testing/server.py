@@ -464,8 +464,9 @@ class BybitSimulator(Overrides, RequestLog):
     def inject(self, fault: Fault, *, path: str | None = None, times: int = 1) -> None:
         """Queue *fault* for the next *times* requests to *path*.
 
-        A *path* of ``None`` matches only the signed endpoints the simulator
-        serves; a fault for ``/v5/market/time`` or an unknown path must name it.
+        A *path* of ``None`` matches every signed path (all of ``/v5/`` but
+        market data); a fault for a market path, or one outside ``/v5/``, must
+        name it.
         Queued faults apply first in, first out, one per request.  Edge faults
         are taken as a request arrives; a `Fault.ret_code` only by a request
         that passes authentication, so one that fails it leaves the fault
