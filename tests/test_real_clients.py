@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from bybit_async.testing import BybitSimulator
@@ -140,13 +142,6 @@ def pybit_http(url: str, key: str = KEY, secret: str = SECRET) -> Any:
     return http
 
 
-@pytest.fixture
-def http(sim: BybitSimulator) -> Iterator[Any]:
-    session = pybit_http(sim.url)
-    yield session
-    session.client.close()
-
-
 async def pybit(http: Any, method: str, **params: Any) -> Any:
     """A pybit call in a thread (it is synchronous), returning its envelope."""
     reply = await asyncio.to_thread(getattr(http, method), **params)
@@ -154,7 +149,45 @@ async def pybit(http: Any, method: str, **params: Any) -> Any:
     return reply["result"]
 
 
-async def test_pybit_position_and_account_calls(sim: BybitSimulator, http: Any) -> None:
+@pytest.fixture(params=["in process", "out of process"])
+async def target(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any]]:
+    """(URL, a coroutine function that sets a position up) of a simulator."""
+    if request.param == "in process":
+        async with BybitSimulator() as simulator:
+
+            async def in_process(symbol: str, size: str) -> None:
+                simulator.set_position(symbol, size=size)
+
+            yield simulator.url, in_process
+        return
+    proc, line = await start_process("--account", f"{KEY}:{SECRET}")
+    url = line.partition("=")[2]
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def over_http(symbol: str, size: str) -> None:
+                body = orjson.dumps({"symbol": symbol, "size": size})
+                headers = {"Content-Type": "application/json"}
+                async with client.post(url + "/_sim/positions", data=body, headers=headers) as resp:
+                    assert resp.status == 200
+
+            yield url, over_http
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_pybit_position_and_account_calls(target: tuple[str, Any]) -> None:
+    url, set_position = target
+    http = pybit_http(url)
+    try:
+        await pybit_calls(http, set_position)
+    finally:
+        http.client.close()
+
+
+async def pybit_calls(http: Any, set_position: Any) -> None:
     info = await pybit(http, "get_account_info")
     assert info["marginMode"] == "ISOLATED_MARGIN"
     wallet = await pybit(http, "get_wallet_balance", accountType="UNIFIED", coin="USDT")
@@ -173,7 +206,7 @@ async def test_pybit_position_and_account_calls(sim: BybitSimulator, http: Any) 
         autoAddMargin=1,
         positionIdx=1,
     )
-    sim.set_position("SOLUSDT", size="3")
+    await set_position("SOLUSDT", "3")
     added = await pybit(
         http, "add_or_reduce_margin", category="linear", symbol="SOLUSDT", margin="12"
     )
