@@ -117,17 +117,21 @@ class BybitSimulator(Overrides, RequestLog):
     delays each request before it arrives (is recorded and counted) and
     each answer before it is sent; see `NetworkDelay`.  *instruments* lists
     the symbols the server knows (symbols, or a mapping of symbol to settle
-    coin; ``None`` accepts any well-formed symbol); others get retCode 10001 ``params error: symbol
-    invalid``.  Successes answer retMsg ``OK``, as Bybit documents;
-    *success_messages*, if given, are the retMsg values of successes in
-    turn instead (see `SUCCESS_MESSAGES`), for a client that must not read
-    retMsg.
+    coin; ``None`` accepts any well-formed symbol); others get retCode
+    10001 ``params error: symbol invalid``.  Successes answer retMsg ``OK``,
+    as Bybit documents; *success_messages*, if given, are the retMsg values
+    of successes in turn instead (see `SUCCESS_MESSAGES`), for a client that
+    must not read retMsg.
 
-    Limits, the offset, the delay and the success messages are plain
-    attributes and may be changed at any time; `reset` puts them, the
-    accounts and positions back as they were at `start`.  Use it as an
-    async context manager, or call `start` and `close`.  Paths under
-    ``/_sim/`` are the control API (see the documentation).
+    Every path under ``/v5/`` is authenticated (market data is public) and
+    counted against the limits; the endpoints of the `routes` package are answered from
+    the accounts' state, any other from the fixtures of `add_route`, else
+    HTTP 404 with retCode 10017.  Limits, the offset, the delay and the
+    success messages are plain attributes and may be changed at any time;
+    `reset` puts them, the accounts, positions and fixtures back as they
+    were at `start`.  Use it as an async context manager, or call `start`
+    and `close`.  Paths under ``/_sim/`` are the control API (see the
+    documentation).
     """
 
     def __init__(
