@@ -182,7 +182,7 @@ class StreamHub:
 
     def record(self, method: str, api_key: str | None, data: bytes) -> None:
         """Log one stream message in the request log."""
-        from .server import RecordedRequest
+        from .requestlog import RecordedRequest
 
         self.sim.requests.append(
             RecordedRequest(
@@ -195,6 +195,7 @@ class StreamHub:
                 timestamp=None,
                 signature=None,
                 status=101,
+                time_ms=time.time_ns() // 1_000_000,
             )
         )
         if self.sim._waiters:
