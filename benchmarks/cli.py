@@ -30,12 +30,14 @@ SECTIONS = (
     "desired",
     "stats",
     "stream",
+    "limits",
 )
 
 
 def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     # Imported here so that --chart-only needs neither aiohttp sessions nor the simulator.
     from .desired import measure_desired
+    from .limits import measure_limits
     from .micro import measure_prepare, measure_rsa_signing, measure_signing
     from .observability import measure_observability
     from .peers import measure_peers
@@ -56,6 +58,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "desired": ("desired", measure_desired),
         "stats": ("observability", measure_observability),
         "stream": ("stream", measure_stream),
+        "limits": ("limits", measure_limits),
     }
 
 

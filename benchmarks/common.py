@@ -292,14 +292,26 @@ class SimulatorProcess:
 
 
 @contextlib.contextmanager
-def simulator_process(startup_timeout: float = 20.0) -> Iterator[SimulatorProcess]:
+def simulator_process(
+    startup_timeout: float = 20.0, extra_args: Sequence[str] = ()
+) -> Iterator[SimulatorProcess]:
     """Start the simulator without rate limits in a subprocess; always terminate it.
 
     It runs in its own process so that the client's CPU figures (getrusage of
-    this process) contain none of the server's work.
+    this process) contain none of the server's work.  *extra_args* go to its
+    command line after the defaults.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bybit_async.testing", "--no-limits", "--any-symbol", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "bybit_async.testing",
+            "--no-limits",
+            "--any-symbol",
+            "--port",
+            "0",
+            *extra_args,
+        ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,

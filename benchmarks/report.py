@@ -255,6 +255,11 @@ def evaluate_targets(results: Json) -> list[Json]:
 
         for target in stream_targets(results["stream"]):
             add(*target)
+    if results.get("limits"):
+        from .limits import limits_targets
+
+        for target in limits_targets(results["limits"]):
+            add(*target)
     return targets
 
 
@@ -778,6 +783,10 @@ def render_tables(results: Json, heading: str = "##") -> str:
         from .stream import render_stream
 
         parts += render_stream(results["stream"], heading)
+    if results.get("limits"):
+        from .limits import render_limits
+
+        parts += render_limits(results["limits"], heading)
     return "\n\n".join(parts) + "\n"
 
 
