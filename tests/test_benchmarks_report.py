@@ -170,3 +170,113 @@ def test_stream_targets_follow_the_goals() -> None:
     text = report.render_tables({"stream": _stream(30, 1.04, 0)})
     assert "## 9. Live positions" in text
     assert "6.00 µs per push vs 1.00 µs" in text
+
+
+def _limits(ratio: float, count: int) -> dict[str, Any]:
+    """Section 10 with every time at *ratio* its minimum and every count at *count*."""
+
+    def timed(minimum_s: float, **extra: Any) -> dict[str, Any]:
+        return {"wall_s": minimum_s * ratio, "minimum_s": minimum_s, "ratio": ratio, **extra}
+
+    cpu = [100.0 * (0.98 + ratio - 1.0), 101.0 * (0.98 + ratio - 1.0)]
+    return {
+        "delay": {"low": 0.0075, "high": 0.0125},
+        "rtt_s": 0.02,
+        "ip_limit": 600,
+        "ip_window_s": 5.0,
+        "machine_note": "noisy",
+        "vip": timed(
+            9.02,
+            orders=600,
+            account_limit=60,
+            binding="per-UID",
+            answers_10006=count,
+            answers_403=0,
+            max_in_1s=60,
+            max_in_5s=300,
+            requests=601,
+            failures=0,
+            in_force="60 per 1 s (learned)",
+        ),
+        "pro": timed(
+            15.02,
+            orders=2000,
+            account_limit=200,
+            binding="IP",
+            answers_10006=0,
+            answers_403=count,
+            max_in_1s=200,
+            max_in_5s=600,
+            requests=2001,
+            failures=0,
+            in_force="200 per 1 s (learned)",
+        ),
+        "lower": timed(
+            19.02,
+            symbols=100,
+            table_limit=10,
+            stated_limit=5,
+            writes=105,
+            answers_10006=5,
+            answers_10006_after_first=count,
+            max_in_1s=5,
+            failures=0,
+            in_force="5 per 1 s (learned)",
+        ),
+        "unknown": timed(
+            9.02,
+            calls=30,
+            account_limit=3,
+            sent=30,
+            answers_10006=count,
+            max_in_1s=3,
+            failures=0,
+            in_force="3 per 1 s (learned)",
+        ),
+        "fleet": timed(
+            40.02,
+            sessions=50,
+            symbols=100,
+            requests=5000,
+            answers_403=count,
+            answers_10006=0,
+            max_in_5s=600 + count,
+            failures=0,
+        ),
+        "halt": {
+            "sessions": 50,
+            "cooldown_s": 2.0,
+            "sessions_halted": 50,
+            "sent_by_others_during_halt": count,
+            "sent_by_banned_during_halt": 0,
+            "arrived_from_others_during_halt": count,
+            "sent_before_halt": 550,
+            "sent_after_ban": 50,
+            "answers_403": 1,
+        },
+        "cpu": {
+            "concurrency": 50,
+            "requests_per_round": 4000,
+            "sweeps": 2,
+            "sim_limit": 100_000,
+            "ratio": summary([0.98 + ratio - 1.0] * 2),
+            "on": {"cpu_us": summary(cpu), "rps": summary([5000.0] * 2), "errors": 0},
+            "off": {"cpu_us": summary([100.0, 101.0]), "rps": summary([5000.0] * 2), "errors": 0},
+        },
+    }
+
+
+def test_limits_targets_follow_the_goals() -> None:
+    good = report.evaluate_targets({"limits": _limits(1.03, 0)})
+    assert len(good) == 7
+    assert all(t["pass"] for t in good), good
+    # Over every time goal (1.08x, 1.1x) and the CPU goal (1.02x), one stray answer each.
+    bad = report.evaluate_targets({"limits": _limits(1.11, 1)})
+    assert [t["pass"] for t in bad] == [False] * 7
+    # Counts alone fail the count-only targets too.
+    counts = report.evaluate_targets({"limits": _limits(1.03, 1)})
+    assert [t["pass"] for t in counts] == [False, False, False, False, False, False, True]
+    text = report.render_tables({"limits": _limits(1.03, 0)})
+    assert "## 10. Limits as the account has them" in text
+    assert "1.030x the minimum 9.02 s" in text
+    assert "limit in force after: 60 per 1 s (learned)" in text
