@@ -249,7 +249,7 @@ def _limits(ratio: float, count: int) -> dict[str, Any]:
             "sessions_halted": 50,
             "sent_by_others_during_halt": count,
             "sent_by_banned_during_halt": 0,
-            "arrived_from_others_during_halt": count,
+            "signed_by_others_during_halt": count,
             "sent_before_halt": 550,
             "sent_after_ban": 50,
             "answers_403": 1,
