@@ -84,6 +84,11 @@ def target_host(args: argparse.Namespace) -> str:
     return HOSTS["testnet" if args.testnet else "demo" if args.demo else "mainnet"]
 
 
+def flag_title(args: argparse.Namespace) -> str:
+    """The table's title: the value the command sets, and the host."""
+    return f"auto-add-margin {'on' if args.flag else 'off'} at {target_host(args)}"
+
+
 def add_session_options(cmd: argparse.ArgumentParser) -> None:
     """The options of a command that sends: credentials, host, timing, rate limit."""
     cmd.add_argument(
