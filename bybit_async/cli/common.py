@@ -218,6 +218,14 @@ def settle_coin(text: str) -> str:
     return text
 
 
+def add_symbols_file_option(
+    cmd: argparse.ArgumentParser,
+    text: str = "read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
+) -> None:
+    """--symbols-file, which may be repeated (see `credentials.read_symbols_file`)."""
+    cmd.add_argument("--symbols-file", action="append", metavar="FILE", help=text)
+
+
 def add_show_options(cmd: argparse.ArgumentParser, noun: str) -> None:
     """--failures-only and --summary-only: which of the *noun* the output lists."""
     show = cmd.add_mutually_exclusive_group()

@@ -30,6 +30,7 @@ from .common import (
     Interrupter,
     add_flag_options,
     add_show_options,
+    add_symbols_file_option,
     on_signals,
     plural,
     settle_coin,
@@ -316,12 +317,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument(
         "--dry-run", action="store_true", help="read and print the plan; write nothing"
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
-    )
+    add_symbols_file_option(cmd)
     add_session_options(cmd)
     cmd.add_argument(
         "--json",

@@ -25,6 +25,7 @@ from .common import (
     Command,
     Interrupter,
     add_flag_options,
+    add_symbols_file_option,
     on_signals,
     plural,
     settle_coin,
@@ -259,12 +260,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="COIN",
         help="guard the positions settled in COIN (default USDT)",
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
-    )
+    add_symbols_file_option(cmd)
     add_session_options(cmd)
     cmd.add_argument(
         "--json",

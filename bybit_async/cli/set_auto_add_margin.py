@@ -30,6 +30,7 @@ from .common import (
     Command,
     add_flag_options,
     add_show_options,
+    add_symbols_file_option,
     on_signals,
 )
 from .credentials import CREDENTIALS_HELP, redactor
@@ -303,11 +304,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=(0, 1, 2),
         help="0 one-way mode, 1 hedge-mode buy side, 2 hedge-mode sell side (default: not sent)",
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
+    add_symbols_file_option(
+        cmd,
+        "read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
         "ignored; may be repeated; duplicates are dropped, keeping the first",
     )
     add_session_options(cmd)
