@@ -942,32 +942,26 @@ class BybitSession:
         deadline: float | None = None,
         key: str | None = None,
     ) -> ApiResponse:
+        send = functools.partial(self._send, method, path, url, payload, signed, key or path)
         return await self._guard(
             method,
             path,
             self._deadline if deadline is None else deadline,
-            self._attempts(method, path, url, payload, signed, idempotent, key or path),
+            self._attempts(send, idempotent),
         )
 
     async def _attempts(
-        self,
-        method: str,
-        path: str,
-        url: URL,
-        payload: bytes,
-        signed: bool,
-        idempotent: bool,
-        key: str,
+        self, send: Callable[[int], Awaitable[ApiResponse]], idempotent: bool
     ) -> ApiResponse:
         # The first attempt is made here, not through RetryPolicy.call: a request
         # that succeeds at once then passes through one coroutine fewer.
         try:
-            return await self._send(method, path, url, payload, signed, key, 1)
+            return await send(1)
         except BybitError as error:
             first = error
         return await self._retry.retry(
             first,
-            functools.partial(self._send, method, path, url, payload, signed, key),
+            send,
             idempotent=idempotent,
             before_retry=self._before_retry,
             on_retry=self._retried if self._observed else None,
