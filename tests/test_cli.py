@@ -184,6 +184,18 @@ async def killed_on_failure(proc: asyncio.subprocess.Process) -> AsyncIterator[N
         raise
 
 
+_CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+async def assert_cli_page_documents_every_option(command: str) -> None:
+    """Check that docs/cli.md's section on *command* names every option its --help lists."""
+    ran = await run(command, "--help", env=cli_env())
+    page = _CLI_PAGE.read_text(encoding="utf-8")
+    section = page[page.index(f"## `{command}`") :]
+    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
+        assert f"`{option}" in section, f"cli.md's {command} section does not document {option}"
+
+
 @contextmanager
 def sigint_deliverable() -> Iterator[None]:
     """Make sure a child started in this block does not inherit SIGINT as ignored.

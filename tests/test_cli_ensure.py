@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from .test_cli import (
     EXIT_AFTER_SIGINT,
     FAST,
     Ran,
+    assert_cli_page_documents_every_option,
     cli_env,
     finish,
     killed_on_failure,
@@ -222,11 +222,7 @@ async def test_sigterm_during_the_reads_still_prints_the_summary(sim: BybitSimul
 
 
 async def test_cli_page_documents_every_option() -> None:
-    ran = await run(ENSURE, "--help", env=cli_env())
-    page = (DOCS / "cli.md").read_text(encoding="utf-8")
-    section = page[page.index(f"## `{ENSURE}`") :]
-    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
-        assert f"`{option}" in section, f"cli.md's {ENSURE} section does not document {option}"
+    await assert_cli_page_documents_every_option(ENSURE)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

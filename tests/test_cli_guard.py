@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from .test_cli import (
     DEADLINE,
     EXIT_AFTER_SIGINT,
     FAST,
+    assert_cli_page_documents_every_option,
     cli_env,
     finish,
     killed_on_failure,
@@ -29,7 +28,6 @@ from .test_cli import start as start_command
 
 GUARD = "guard-auto-add-margin"
 WRITE = SET_AUTO_ADD_MARGIN_PATH
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture
@@ -130,8 +128,4 @@ async def test_help_documents_exit_status() -> None:
 
 
 async def test_cli_page_documents_every_option() -> None:
-    ran = await run(GUARD, "--help", env=cli_env())
-    page = (DOCS / "cli.md").read_text(encoding="utf-8")
-    section = page[page.index(f"## `{GUARD}`") :]
-    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
-        assert f"`{option}" in section, f"cli.md's {GUARD} section does not document {option}"
+    await assert_cli_page_documents_every_option(GUARD)
