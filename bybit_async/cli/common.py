@@ -218,6 +218,11 @@ def settle_coin(text: str) -> str:
     return text
 
 
+def add_symbols_argument(cmd: argparse.ArgumentParser, text: str) -> None:
+    """The SYMBOL arguments, any number of them, described by *text*."""
+    cmd.add_argument("symbols", nargs="*", metavar="SYMBOL", help=text)
+
+
 def add_symbols_file_option(
     cmd: argparse.ArgumentParser,
     text: str = "read symbols from FILE ('-' for stdin), as set-auto-add-margin does",

@@ -30,6 +30,7 @@ from .common import (
     Interrupter,
     add_flag_options,
     add_show_options,
+    add_symbols_argument,
     add_symbols_file_option,
     on_signals,
     plural,
@@ -293,11 +294,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_ENSURE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
         "the settle coin(s)",
     )
     add_flag_options(cmd)

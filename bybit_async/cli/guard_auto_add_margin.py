@@ -25,6 +25,7 @@ from .common import (
     Command,
     Interrupter,
     add_flag_options,
+    add_symbols_argument,
     add_symbols_file_option,
     on_signals,
     plural,
@@ -245,11 +246,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_GUARD_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
         "the settle coin",
     )
     add_flag_options(cmd)

@@ -30,6 +30,7 @@ from .common import (
     Command,
     add_flag_options,
     add_show_options,
+    add_symbols_argument,
     add_symbols_file_option,
     on_signals,
 )
@@ -291,11 +292,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), combined with --symbols-file",
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), combined with --symbols-file",
     )
     add_flag_options(cmd)
     cmd.add_argument(
