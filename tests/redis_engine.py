@@ -50,6 +50,8 @@ async def run(config: dict[str, Any]) -> None:
             config["api_secret"],
             base_url=config["base_url"],
             limiter=limiter,
+            # A lease shorter than the session's timeout is refused: keep them equal.
+            timeout=config.get("lease") or 10.0,
             backoff_initial=0.01,
             backoff_max=0.05,
         ) as session:
