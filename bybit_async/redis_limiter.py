@@ -672,9 +672,7 @@ class RedisLimiter:
     # -- internals: the calls' side ----------------------------------------------
 
     def _closed_error(self, path: str) -> LimiterUnavailableError:
-        return LimiterUnavailableError(
-            "not sent: the RedisLimiter is closed", method="", path=path
-        )
+        return LimiterUnavailableError("not sent: the RedisLimiter is closed", method="", path=path)
 
     def _unavailable(self, path: str) -> LimiterUnavailableError:
         return LimiterUnavailableError(
@@ -693,8 +691,11 @@ class RedisLimiter:
     ) -> None:
         if limit is None:
             self._local.observe(path, remaining, reset_in)
-        else:
+            return
+        try:
             self._local.observe(path, remaining, reset_in, limit=limit)  # type: ignore[call-arg,unused-ignore]
+        except TypeError:  # a LocalLimiter that learns no limits
+            self._local.observe(path, remaining, reset_in)
 
     async def _fall_back(self, path: str, signed: bool) -> Permit:
         if self._fallback != "local":
@@ -903,11 +904,16 @@ class RedisLimiter:
         try:
             while True:
                 now = self._clock()
-                if self._down is not None and now < self._probe_at:
+                if self._down is not None and (
+                    now < self._probe_at or not any(g.live() for g in self._groups.values())
+                ):
+                    # Down: only a call that waits asks Redis again (after the probe
+                    # interval); what is pending goes with it.
                     self._fail_waiters(None)
                     if self._closed:
                         return
-                    await self._sleep(loop, self._probe_at - now)
+                    self._wake_flushers()
+                    await self._sleep(loop, max(0.0, self._probe_at - now) or None)
                     continue
                 keys, args = self._header()
                 releases, self._releases = self._releases, []
