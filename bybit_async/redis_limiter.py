@@ -386,7 +386,7 @@ class RedisLimiter:
         # Waiting to reach Redis: releases (group, id, sent), permits an exchange
         # may have granted after its caller gave up (group, first id, count),
         # holds (key -> µs ahead) and learned limits (key -> limit).
-        self._releases: list[tuple[_Group, int, bool]] = []
+        self._releases: list[tuple[_Group, int, bool, float]] = []
         self._takebacks: list[tuple[_Group, int, int]] = []
         self._holds: dict[str, int] = {}
         self._learned: dict[str, int] = {}
@@ -757,7 +757,7 @@ class RedisLimiter:
                 own.cooling.append(now + own.hold)
         if self._closed and self._driver is None:
             return  # nothing connects any more: the lease takes it back
-        self._releases.append((group, seq, sent))
+        self._releases.append((group, seq, sent, now))
         if len(self._releases) > _MOST_PENDING:
             del self._releases[: len(self._releases) - _MOST_PENDING]
         if not sent:
@@ -978,7 +978,7 @@ class RedisLimiter:
         self,
         keys: list[str],
         args: list[str],
-        releases: list[tuple[_Group, int, bool]],
+        releases: list[tuple[_Group, int, bool, float]],
         takebacks: list[tuple[_Group, int, int]],
         holds: dict[str, int],
         learned: dict[str, int],
@@ -993,7 +993,10 @@ class RedisLimiter:
             return found
 
         ipk = key(self._ip_key) if releases or takebacks else "0"
-        for group, seq, sent in releases:
+        # A permit comes back one hold after its answer: Redis's now less the time
+        # since the answer, by this process's clock, is no earlier than that.
+        sent_at = self._clock()
+        for group, seq, sent, at in releases:
             args.extend(
                 (
                     "r",
@@ -1002,6 +1005,7 @@ class RedisLimiter:
                     "1" if sent else "0",
                     str(seq),
                     group.ep_hold_us,
+                    str(max(0, round((sent_at - at) * _US))),
                 )
             )
         for group, first, count in takebacks:
@@ -1039,7 +1043,9 @@ class RedisLimiter:
                     self._takebacks.append((group, first + keep, granted - keep))
                     granted = keep
             if wait_us > 0:
-                group.not_before = now + wait_us / _US
+                # From the exchange's start: it reached Redis no sooner, so the
+                # next ask reaches it no sooner than the permit comes back.
+                group.not_before = sent_at + wait_us / _US
             levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
             waiters = group.waiters
             seq = first

@@ -18,9 +18,10 @@ that the counts it relied on are gone.
 ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
 3 IP limit, 4 IP lease, 5 IP hold, 6 permit id prefix; then records:
 
-* ``r ipk epk sent seq ephold``: release permit *seq*: rescored to come back
-  one hold from now if *sent* is ``1`` (even if its lease ran out: the request
-  may still be counted at the server), removed otherwise;
+* ``r ipk epk sent seq ephold ago``: release permit *seq*: rescored to come
+  back one hold after its answer, *ago* µs before now, if *sent* is ``1``
+  (even if its lease ran out: the request may still be counted at the
+  server), removed otherwise;
 * ``x ipk epk first count``: remove permits *first* .. *first + count - 1*,
   which an exchange whose answer never arrived may have granted;
 * ``h holdk ahead``: hold the endpoint for every process until *ahead* from now;
@@ -88,10 +89,11 @@ while i <= #ARGV do
   if kind == 'r' then
     local member = token .. ':' .. ARGV[i + 4]
     local sent = ARGV[i + 3] == '1'
-    put(KEYS[tonumber(ARGV[i + 1])], member, sent, ip_hold)
+    local ago = tonumber(ARGV[i + 6])
+    put(KEYS[tonumber(ARGV[i + 1])], member, sent, ip_hold - ago)
     local ek = tonumber(ARGV[i + 2])
-    if ek > 0 then put(KEYS[ek], member, sent, tonumber(ARGV[i + 5])) end
-    i = i + 6
+    if ek > 0 then put(KEYS[ek], member, sent, tonumber(ARGV[i + 5]) - ago) end
+    i = i + 7
   elseif kind == 'x' then
     local ek = tonumber(ARGV[i + 2])
     local first = tonumber(ARGV[i + 3])
