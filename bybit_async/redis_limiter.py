@@ -106,6 +106,10 @@ _INSTALL_HINT = 'RedisLimiter needs redis-py: pip install "bybit-async[redis]"'
 #: the arguments of one ZADD).
 _MOST_PER_GROUP = 1000
 
+#: Most exchanges in flight at once: while they are, what comes up waits for
+#: the next, which then carries more.
+_MOST_IN_FLIGHT = 2
+
 #: Most releases kept while Redis cannot be reached; older ones are dropped,
 #: and their permits come back when their lease ends.
 _MOST_PENDING = 100_000
@@ -207,6 +211,7 @@ class _Group:
     """The calls of this process waiting on one budget key (or on the IP alone)."""
 
     __slots__ = (
+        "asked",
         "ep_hold",
         "ep_hold_us",
         "ep_key",
@@ -227,6 +232,8 @@ class _Group:
         self.waiters: deque[asyncio.Future[tuple[int, float] | None]] = deque()
         # Clock time before which Redis is not asked again for this group.
         self.not_before = 0.0
+        # Permits asked for in exchanges still in flight.
+        self.asked = 0
         self.limit = 0
         self.window = 1.0
         self.source = "n"
@@ -399,7 +406,8 @@ class RedisLimiter:
         self._new_cap_until = 0.0
         self._driver: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None
-        self._busy = False
+        self._in_flight = 0
+        self._exchanges: set[asyncio.Task[None]] = set()
         self._flushed: list[asyncio.Future[None]] = []
         self._fallback_waits: set[asyncio.Future[Any]] = set()
         # This process's own permits, taken with every Redis permit: the fallback
@@ -626,7 +634,7 @@ class RedisLimiter:
     async def flush(self) -> None:
         """Wait until every release, hold and learned limit so far has reached Redis (or failed)."""
         for _ in range(3):  # what is pending now goes with the next exchange, or the one after
-            if not (self._busy or self._pending()) or self._driver is None:
+            if not (self._in_flight or self._pending()) or self._driver is None:
                 return
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._flushed.append(future)
@@ -658,6 +666,8 @@ class RedisLimiter:
             except asyncio.CancelledError:
                 driver.cancel()
                 raise
+        if self._exchanges:
+            await asyncio.gather(*self._exchanges, return_exceptions=True)
         if self._owns_client:
             await self._redis.aclose()
 
@@ -899,18 +909,21 @@ class RedisLimiter:
             self._local_observe(group.key, None, None, limit)
 
     async def _drive(self) -> None:
-        """Run exchanges while there is anything to send; one at a time."""
+        """Start exchanges while there is anything to send, at most `_MOST_IN_FLIGHT` at once."""
         loop = asyncio.get_running_loop()
         try:
             while True:
                 now = self._clock()
+                if self._in_flight >= _MOST_IN_FLIGHT:
+                    await self._sleep(loop, None)  # an exchange ending kicks
+                    continue
                 if self._down is not None and (
                     now < self._probe_at or not any(g.live() for g in self._groups.values())
                 ):
                     # Down: only a call that waits asks Redis again (after the probe
                     # interval); what is pending goes with it.
                     self._fail_waiters(None)
-                    if self._closed:
+                    if self._closed and not self._in_flight:
                         return
                     self._wake_flushers()
                     await self._sleep(loop, max(0.0, self._probe_at - now) or None)
@@ -927,13 +940,13 @@ class RedisLimiter:
                     for group in self._groups.values():
                         if not group.waiters:
                             continue
-                        live = group.live()
-                        if not live:
+                        live = group.live() - group.asked
+                        if live <= 0:
                             continue
                         if group.not_before > now:
                             next_at = min(next_at or group.not_before, group.not_before)
                             continue
-                        wanted = min(live, self._allowed(group, now))
+                        wanted = min(live, self._allowed(group, now) - group.asked)
                         if wanted <= 0:
                             at = self._restricted_until(group, now)
                             if at > now:
@@ -941,38 +954,63 @@ class RedisLimiter:
                             continue
                         first = self._next_id
                         self._next_id += wanted
+                        group.asked += wanted
                         self._add_grant(keys, args, group, wanted, first)
                         asked.append((group, wanted, first))
                 if len(args) == 6:  # nothing to send
-                    self._wake_flushers()
-                    if self._closed:
-                        return
+                    if not self._in_flight:
+                        self._wake_flushers()
+                        if self._closed:
+                            return
                     await self._sleep(loop, None if next_at is None else next_at - now)
                     continue
-                sent_at = self._clock()
-                self._busy = True
-                try:
-                    reply = await self._call(keys, args)
-                except self._errors as exc:
-                    self._went_down(exc)
-                    # The exchange may have been carried out: what it granted is given
-                    # back, and what it wrote is written again, with the next one.
-                    self._takebacks.extend(takebacks)
-                    self._takebacks.extend((g, first, n) for g, n, first in asked)
-                    self._releases[:0] = releases
-                    self._merge_notes(holds, learned)
-                    self._fail_waiters(None)
-                    continue
-                finally:
-                    self._busy = False
-                    self._wake_flushers()
-                if self._down is not None:
-                    self._came_back()
-                self._hand_out(reply, asked, sent_at)
+                self._in_flight += 1
+                exchange = self._exchange(keys, args, releases, takebacks, holds, learned, asked)
+                task = loop.create_task(exchange)
+                self._exchanges.add(task)
+                task.add_done_callback(self._exchanges.discard)
         finally:
             self._driver = None
             self._waker = None
             self._wake_flushers()
+
+    async def _exchange(
+        self,
+        keys: list[str],
+        args: list[str],
+        releases: list[tuple[_Group, int, bool, float]],
+        takebacks: list[tuple[_Group, int, int]],
+        holds: dict[str, int],
+        learned: dict[str, int],
+        asked: list[tuple[_Group, int, int]],
+    ) -> None:
+        """Send one exchange and hand out what it granted."""
+        sent_at = self._clock()
+        try:
+            reply = await self._call(keys, args)
+        except self._errors as exc:
+            self._went_down(exc)
+            # The exchange may have been carried out: what it granted is given
+            # back, and what it wrote is written again, with the next one.
+            self._takebacks.extend(takebacks)
+            self._takebacks.extend((g, first, n) for g, n, first in asked)
+            self._releases[:0] = releases
+            self._merge_notes(holds, learned)
+            for group, wanted, _ in asked:
+                group.asked -= wanted
+            self._fail_waiters(None)
+            return
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._wake_flushers()
+            if self._driver is not None:
+                self._kick()
+        for group, wanted, _ in asked:
+            group.asked -= wanted
+        if self._down is not None:
+            self._came_back()
+        self._hand_out(reply, asked, sent_at)
 
     def _add_records(
         self,
