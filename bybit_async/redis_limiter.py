@@ -106,6 +106,10 @@ _INSTALL_HINT = 'RedisLimiter needs redis-py: pip install "bybit-async[redis]"'
 #: the arguments of one ZADD).
 _MOST_PER_GROUP = 1000
 
+#: Most windows in a row a process keeps an endpoint permit for its own calls
+#: before it goes back to Redis for every engine to take.
+_MOST_ROLLS = 3
+
 #: Most exchanges in flight at once: while they are, what comes up waits for
 #: the next, which then carries more.
 _MOST_IN_FLIGHT = 2
@@ -220,6 +224,8 @@ class _Group:
         "key",
         "limit",
         "not_before",
+        "rolling",
+        "short",
         "signed",
         "source",
         "waiters",
@@ -229,11 +235,15 @@ class _Group:
     def __init__(self, key: str, signed: bool) -> None:
         self.key = key
         self.signed = signed
-        self.waiters: deque[asyncio.Future[tuple[int, float] | None]] = deque()
+        self.waiters: deque[asyncio.Future[tuple[int, float, int] | None]] = deque()
         # Clock time before which Redis is not asked again for this group.
         self.not_before = 0.0
         # Permits asked for in exchanges still in flight.
         self.asked = 0
+        # Slots of this process's own sent permits being passed to waiting calls.
+        self.rolling = 0
+        # Whether Redis last granted fewer permits than asked: the budget is used up.
+        self.short = False
         self.limit = 0
         self.window = 1.0
         self.source = "n"
@@ -251,19 +261,22 @@ class _Group:
 
 
 class _RedisPermit:
-    __slots__ = ("_group", "_limiter", "_local", "_seq")
+    __slots__ = ("_group", "_limiter", "_local", "_rolls", "_seq")
 
-    def __init__(self, limiter: RedisLimiter, group: _Group, seq: int, local: Permit) -> None:
+    def __init__(
+        self, limiter: RedisLimiter, group: _Group, seq: int, local: Permit, rolls: int
+    ) -> None:
         self._limiter: RedisLimiter | None = limiter
         self._group = group
         self._seq = seq
         self._local = local
+        self._rolls = rolls
 
     def release(self, sent: bool = True) -> None:
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
             self._local.release(sent)
-            limiter._give_back(self._group, self._seq, sent)
+            limiter._give_back(self._group, self._seq, sent, self._rolls)
 
 
 _SOURCES = {"c": "configured", "t": "table", "l": "learned", "u": "unknown"}
@@ -372,6 +385,7 @@ class RedisLimiter:
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
         self._no_script: type[BaseException] = NoScriptError
         self._sha = hashlib.sha1(EXCHANGE.encode()).hexdigest()
+        self._loaded = False
 
         self._account = account
         # The api_key-derived account, when the account was derived rather than named.
@@ -395,6 +409,9 @@ class RedisLimiter:
         # holds (key -> µs ahead) and learned limits (key -> limit).
         self._releases: list[tuple[_Group, int, bool, float]] = []
         self._takebacks: list[tuple[_Group, int, int]] = []
+        # Sent permits whose endpoint slot passes to a new permit of this process:
+        # (group, old id, new id, answer time, rolls of the new one).
+        self._rolls: list[tuple[_Group, int, int, float, int]] = []
         self._holds: dict[str, int] = {}
         self._learned: dict[str, int] = {}
         self._next_id = 0
@@ -532,7 +549,7 @@ class RedisLimiter:
         while True:
             if self._down is not None and self._clock() < self._probe_at:
                 return await self._fall_back(path, signed)
-            waiter: asyncio.Future[tuple[int, float] | None] = loop.create_future()
+            waiter: asyncio.Future[tuple[int, float, int] | None] = loop.create_future()
             if front:
                 group.waiters.appendleft(waiter)
             else:
@@ -548,7 +565,7 @@ class RedisLimiter:
                 raise
             if grant is None:  # Redis is down
                 return await self._fall_back(path, signed)
-            seq, usable_until = grant
+            seq, usable_until, rolls = grant
             # This process's own permit too: it admits at once while Redis is up
             # (this process's use is part of the account's), and it carries this
             # process's recent requests across a switch to the fallback and back.
@@ -558,7 +575,7 @@ class RedisLimiter:
                 self._give_back(group, seq, sent=False)
                 raise
             if self._clock() <= usable_until:
-                return _RedisPermit(self, group, seq, local)
+                return _RedisPermit(self, group, seq, local, rolls)
             # Held up past the handover (a stalled process): Redis may have given
             # this permit's place to another engine.  Take a new one, first in line.
             local.release(sent=False)
@@ -630,6 +647,26 @@ class RedisLimiter:
         self._learn(group, reply[4], reply[5])
         free = int(reply[6])
         return max(0, min(free, self._allowed(group, self._clock())))
+
+    async def warm_up(self) -> None:
+        """Connect to Redis and load the script ahead of the first call.
+
+        Opens the connections exchanges use, so that the first calls wait for
+        no connection handshake (a few round trips each when Redis is far
+        away).  Raises `LimiterUnavailableError` when Redis cannot be reached.
+        """
+        if self._closed:
+            raise self._closed_error("")
+        execute: Callable[..., Awaitable[Any]] = self._redis.execute_command
+        try:
+            await asyncio.gather(
+                *(execute("SCRIPT", "LOAD", EXCHANGE) for _ in range(_MOST_IN_FLIGHT))
+            )
+        except self._errors as exc:
+            raise LimiterUnavailableError(
+                f"Redis at {self._where} unreachable: {self._cause(exc)}", method="", path=""
+            ) from exc
+        self._loaded = True
 
     async def flush(self) -> None:
         """Wait until every release, hold and learned limit so far has reached Redis (or failed)."""
@@ -758,7 +795,7 @@ class RedisLimiter:
             return table.limit, table.window, "t"
         return 1, self._limits.window, "u"
 
-    def _give_back(self, group: _Group, seq: int, sent: bool) -> None:
+    def _give_back(self, group: _Group, seq: int, sent: bool, rolls: int = _MOST_ROLLS) -> None:
         now = self._clock()
         levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
         for own in levels:
@@ -767,6 +804,24 @@ class RedisLimiter:
                 own.cooling.append(now + own.hold)
         if self._closed and self._driver is None:
             return  # nothing connects any more: the lease takes it back
+        if (
+            sent
+            and rolls < _MOST_ROLLS
+            and group.signed
+            and not self._closed
+            and self._down is None
+            and not self._caps
+            and group.short
+            and group.live() - group.asked - group.rolling > 0
+        ):
+            # A call of this process waits on this budget: keep the slot, for it, from
+            # one hold after this answer (see _roll).
+            new = self._next_id
+            self._next_id += 1
+            group.rolling += 1
+            self._rolls.append((group, seq, new, now, rolls + 1))
+            self._kick()
+            return
         self._releases.append((group, seq, sent, now))
         if len(self._releases) > _MOST_PENDING:
             del self._releases[: len(self._releases) - _MOST_PENDING]
@@ -818,7 +873,9 @@ class RedisLimiter:
             self._driver = loop.create_task(self._drive())
 
     def _pending(self) -> bool:
-        return bool(self._releases or self._takebacks or self._holds or self._learned)
+        return bool(
+            self._releases or self._takebacks or self._rolls or self._holds or self._learned
+        )
 
     def _header(self) -> tuple[list[str], list[str]]:
         keys = [self._epoch_key]
@@ -871,9 +928,13 @@ class RedisLimiter:
 
     async def _call(self, keys: list[str], args: list[str]) -> list[Any]:
         execute: Callable[..., Awaitable[Sequence[Any]]] = self._redis.execute_command
+        if not self._loaded:  # the first call sends the script itself: one round trip
+            reply = await execute("EVAL", EXCHANGE, len(keys), *keys, *args)
+            self._loaded = True
+            return list(reply)
         try:
             reply = await execute("EVALSHA", self._sha, len(keys), *keys, *args)
-        except self._no_script:
+        except self._no_script:  # Redis restarted or flushed its scripts
             reply = await execute("EVAL", EXCHANGE, len(keys), *keys, *args)
         return list(reply)
 
@@ -931,16 +992,17 @@ class RedisLimiter:
                 keys, args = self._header()
                 releases, self._releases = self._releases, []
                 takebacks, self._takebacks = self._takebacks, []
+                rolls, self._rolls = self._rolls, []
                 holds, self._holds = self._holds, {}
                 learned, self._learned = self._learned, {}
-                self._add_records(keys, args, releases, takebacks, holds, learned)
+                self._add_records(keys, args, releases, takebacks, rolls, holds, learned)
                 asked: list[tuple[_Group, int, int]] = []
                 next_at: float | None = None
                 if not self._closed:
                     for group in self._groups.values():
                         if not group.waiters:
                             continue
-                        live = group.live() - group.asked
+                        live = group.live() - group.asked - group.rolling
                         if live <= 0:
                             continue
                         if group.not_before > now:
@@ -965,7 +1027,9 @@ class RedisLimiter:
                     await self._sleep(loop, None if next_at is None else next_at - now)
                     continue
                 self._in_flight += 1
-                exchange = self._exchange(keys, args, releases, takebacks, holds, learned, asked)
+                exchange = self._exchange(
+                    keys, args, releases, takebacks, rolls, holds, learned, asked
+                )
                 task = loop.create_task(exchange)
                 self._exchanges.add(task)
                 task.add_done_callback(self._exchanges.discard)
@@ -980,6 +1044,7 @@ class RedisLimiter:
         args: list[str],
         releases: list[tuple[_Group, int, bool, float]],
         takebacks: list[tuple[_Group, int, int]],
+        rolls: list[tuple[_Group, int, int, float, int]],
         holds: dict[str, int],
         learned: dict[str, int],
         asked: list[tuple[_Group, int, int]],
@@ -995,6 +1060,10 @@ class RedisLimiter:
             self._takebacks.extend(takebacks)
             self._takebacks.extend((g, first, n) for g, n, first in asked)
             self._releases[:0] = releases
+            for group, old, new, at, _ in rolls:
+                group.rolling -= 1
+                self._releases.append((group, old, True, at))
+                self._takebacks.append((group, new, 1))
             self._merge_notes(holds, learned)
             for group, wanted, _ in asked:
                 group.asked -= wanted
@@ -1010,7 +1079,8 @@ class RedisLimiter:
             group.asked -= wanted
         if self._down is not None:
             self._came_back()
-        self._hand_out(reply, asked, sent_at)
+        self._roll(reply, rolls)
+        self._hand_out(reply, asked, sent_at, 2 + len(rolls))
 
     def _add_records(
         self,
@@ -1018,6 +1088,7 @@ class RedisLimiter:
         args: list[str],
         releases: list[tuple[_Group, int, bool, float]],
         takebacks: list[tuple[_Group, int, int]],
+        rolls: list[tuple[_Group, int, int, float, int]],
         holds: dict[str, int],
         learned: dict[str, int],
     ) -> None:
@@ -1030,7 +1101,7 @@ class RedisLimiter:
                 found = index[name] = str(len(keys))
             return found
 
-        ipk = key(self._ip_key) if releases or takebacks else "0"
+        ipk = key(self._ip_key) if releases or takebacks or rolls else "0"
         # A permit comes back one hold after its answer: Redis's now less the time
         # since the answer, by this process's clock, is no earlier than that.
         sent_at = self._clock()
@@ -1050,6 +1121,21 @@ class RedisLimiter:
             args.extend(
                 ("x", ipk, key(group.ep_key) if group.signed else "0", str(first), str(count))
             )
+        for group, old, new, at, _ in rolls:
+            args.extend(
+                (
+                    "n",
+                    ipk,
+                    key(group.hold_key),
+                    key(group.ep_key),
+                    str(old),
+                    str(new),
+                    group.ep_hold_us,
+                    group.ep_lease_us,
+                    str(group.limit),
+                    str(max(0, round((sent_at - at) * _US))),
+                )
+            )
         for path, ahead in holds.items():
             args.extend(("h", key(self._group(path, True).hold_key), str(ahead)))
         for path, limit in learned.items():
@@ -1063,12 +1149,11 @@ class RedisLimiter:
             self._learned.setdefault(path, limit)
 
     def _hand_out(
-        self, reply: list[Any], asked: list[tuple[_Group, int, int]], sent_at: float
+        self, reply: list[Any], asked: list[tuple[_Group, int, int]], sent_at: float, at: int = 2
     ) -> None:
         restarted = self._check_epoch(reply)
         usable_until = sent_at + self._handover
         now = self._clock()
-        at = 2
         for group, _wanted, first in asked:
             granted, wait_us = int(reply[at]), int(reply[at + 1])
             self._learn(group, reply[at + 2], reply[at + 3])
@@ -1080,6 +1165,7 @@ class RedisLimiter:
                 if keep < granted:
                     self._takebacks.append((group, first + keep, granted - keep))
                     granted = keep
+            group.short = granted < _wanted
             if wait_us > 0:
                 # From the exchange's start: it reached Redis no sooner, so the
                 # next ask reaches it no sooner than the permit comes back.
@@ -1095,10 +1181,37 @@ class RedisLimiter:
                     break
                 for own in levels:
                     own.in_flight += 1
-                waiters.popleft().set_result((seq, usable_until))
+                waiters.popleft().set_result((seq, usable_until, 0))
                 seq += 1
             if seq < end:  # callers gone meanwhile
                 self._takebacks.append((group, seq, end - seq))
+
+    def _roll(self, reply: list[Any], rolls: list[tuple[_Group, int, int, float, int]]) -> None:
+        """Pass each renewed slot to a waiting call one hold after its answer."""
+        loop = asyncio.get_running_loop()
+        for i, (group, _old, new, at, count) in enumerate(rolls):
+            if not int(reply[2 + i]):  # refused: released as any sent permit
+                group.rolling -= 1
+                continue
+            # This process's own clock: the answer came at *at*, so a request sent
+            # one hold later cannot share a rolling window with it.
+            due = at + group.ep_hold
+            loop.call_later(max(0.0, due - self._clock()), self._pass_slot, group, new, due, count)
+        if rolls:
+            self._kick()
+
+    def _pass_slot(self, group: _Group, seq: int, due: float, rolls: int) -> None:
+        group.rolling -= 1
+        waiters = group.waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        if not waiters or self._closed:
+            self._releases.append((group, seq, False, self._clock()))
+            self._kick()
+            return
+        for own in (self._own[""], self._own[group.key]):
+            own.in_flight += 1
+        waiters.popleft().set_result((seq, due + self._handover, rolls))
 
     def _fail_waiters(self, result: None) -> None:
         for group in self._groups.values():

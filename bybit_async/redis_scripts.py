@@ -24,6 +24,12 @@ ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
   server), removed otherwise;
 * ``x ipk epk first count``: remove permits *first* .. *first + count - 1*,
   which an exchange whose answer never arrived may have granted;
+* ``n ipk holdk epk old new ephold eplease limit ago``: permit *old* was
+  sent (its answer *ago* µs before now) and a call of the same process waits:
+  *old*'s IP permit is released, and its endpoint slot passes to permit *new*,
+  which the process uses one hold after that answer, with a new IP permit.
+  Refused (and *old* released) when the endpoint is held, the IP level is
+  full or the endpoint is over *limit*;
 * ``h holdk ahead``: hold the endpoint for every process until *ahead* from now;
 * ``l hashk field limit``: the account's learned limit for budget key *field*;
 * ``g ipk holdk epk hashk field limit source eplease ephold wanted first``:
@@ -32,7 +38,8 @@ ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
   ``t`` (table: a learned limit wins) or ``u`` (unknown: 1 until learned).
 
 Key arguments are 1-based indexes into KEYS (0: none).  Returns the epoch,
-its age, then for each ``g`` record: granted, wait (µs until a permit can
+its age, then 1 or 0 for each ``n`` record (renewed or not), then for each
+``g`` record: granted, wait (µs until a permit can
 come back, when fewer than wanted were granted), the limit in force, its
 source and the permits still free after the grant.
 """
@@ -103,6 +110,31 @@ while i <= #ARGV do
       if ek > 0 then redis.call('ZREM', KEYS[ek], member) end
     end
     i = i + 5
+  elseif kind == 'n' then
+    local ipk = KEYS[tonumber(ARGV[i + 1])]
+    local hk = tonumber(ARGV[i + 2])
+    local epk = KEYS[tonumber(ARGV[i + 3])]
+    local old = token .. ':' .. ARGV[i + 4]
+    local new = token .. ':' .. ARGV[i + 5]
+    local ep_hold = tonumber(ARGV[i + 6])
+    local ep_lease = tonumber(ARGV[i + 7])
+    local ago = tonumber(ARGV[i + 9])
+    put(ipk, old, true, ip_hold - ago)
+    local held = 0
+    if hk > 0 then held = tonumber(redis.call('GET', KEYS[hk]) or '0') end
+    local renewed = 0
+    if held <= now and count(ipk) < ip_limit and count(epk) <= tonumber(ARGV[i + 8]) then
+      -- The slot passes from old to new: the endpoint count does not change.
+      redis.call('ZREM', epk, old)
+      redis.call('ZADD', epk, fmt(now - ago + ep_hold + ep_lease), new)
+      redis.call('ZADD', ipk, fmt(now - ago + ep_hold + ip_lease), new)
+      redis.call('PEXPIRE', epk, ttl)
+      renewed = 1
+    else
+      put(epk, old, true, ep_hold - ago)
+    end
+    out[#out + 1] = renewed
+    i = i + 10
   elseif kind == 'h' then
     local ahead = tonumber(ARGV[i + 2])
     local key = KEYS[tonumber(ARGV[i + 1])]

@@ -81,6 +81,8 @@ async def run(config: dict[str, Any]) -> None:
             backoff_max=0.05,
         ) as session:
             await session.warm_up()
+            if redis_limiter is not None:
+                await redis_limiter.warm_up()
             if isinstance(limiter, _StallingLimiter):
                 limiter.armed = True
             if config.get("barrier"):
