@@ -333,10 +333,12 @@ async def _stall(redis_url: str) -> Json:
             while _state(a.pid) != "T":  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             stopped = time.perf_counter()
+            log("  engine A stopped with its permits; engine B runs")
             b_results = await _engines(
                 sim.url, [{**common, "symbols": [f"B{i:02d}USDT" for i in range(LIMIT)]}]
             )
             paused = time.perf_counter() - stopped
+            log(f"  engine B done after {paused:.2f} s; engine A resumed")
             a.send_signal(signal.SIGCONT)
             out, err = await asyncio.wait_for(a.communicate(), timeout=120)
             if a.returncode != 0:

@@ -1079,8 +1079,13 @@ class RedisLimiter:
             group.asked -= wanted
         if self._down is not None:
             self._came_back()
-        self._roll(reply, rolls)
-        self._hand_out(reply, asked, sent_at, 2 + len(rolls))
+        try:
+            self._roll(reply, rolls)
+            self._hand_out(reply, asked, sent_at, 2 + len(rolls))
+        except Exception as exc:  # a reply it cannot read: no call may wait on it forever
+            _log.exception("RedisLimiter: unexpected reply from Redis at %s", self._where)
+            self._went_down(exc)
+            self._fail_waiters(None)
 
     def _add_records(
         self,
