@@ -681,7 +681,7 @@ async def test_aclose_ends_waiting_calls_and_leaves_no_connection(
     names = [c["name"] for c in await client.client_list()]
     assert any(n.startswith("bybit-async-") for n in names)
     await limiter.aclose()
-    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 60)
     assert all(isinstance(o, LimiterUnavailableError) for o in outcomes), outcomes
     with pytest.raises(LimiterUnavailableError, match="closed"):
         await limiter.acquire(PATH)
