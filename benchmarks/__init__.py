@@ -1,7 +1,7 @@
 """The benchmark suite of bybit_async: what the client costs and how it scales.
 
-Run it as ``python -m benchmarks`` (full, about 6.5 minutes on 2 cores),
-``python -m benchmarks --quick`` (same tables on smaller counts, about 1.5 minutes)
+Run it as ``python -m benchmarks`` (full, about 9.5 minutes on 2 cores),
+``python -m benchmarks --quick`` (same tables on smaller counts, about 2.5 minutes)
 or ``python -m benchmarks --chart-only`` (rebuild the chart and
 ``docs/benchmarks.md`` from ``benchmarks/results/latest.json`` without measuring).
 

@@ -29,6 +29,7 @@ SECTIONS = (
     "redis",
     "desired",
     "stats",
+    "stream",
 )
 
 
@@ -40,6 +41,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
     from .peers import measure_peers
     from .ratelimited import measure_rate_limited
     from .redis_limiter import measure_redis_limiter
+    from .stream import measure_stream
     from .throughput import measure_soak, measure_throughput
 
     return {
@@ -53,6 +55,7 @@ def _section_runners() -> dict[str, tuple[str, Callable[[Config], Json]]]:
         "redis": ("redis_limiter", measure_redis_limiter),
         "desired": ("desired", measure_desired),
         "stats": ("observability", measure_observability),
+        "stream": ("stream", measure_stream),
     }
 
 
@@ -64,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--quick", action="store_true", help="smaller counts, same tables (about 1.5 minutes)"
+        "--quick", action="store_true", help="smaller counts, same tables (about 2.5 minutes)"
     )
     mode.add_argument(
         "--chart-only",

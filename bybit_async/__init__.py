@@ -48,19 +48,34 @@ if TYPE_CHECKING:
         ClockSynced,
         Event,
         EventHook,
+        GuardActed,
         LimiterWaited,
         RetryScheduled,
         SessionClosed,
         SessionHalted,
         SessionResumed,
+        StreamConnected,
+        StreamDisconnected,
+        StreamReconnected,
+        StreamSnapshot,
     )
     from .models import ApiResponse, PositionIdx
     from .positions import EnsureReport, EnsureRow, EnsureStatus, Position
-    from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
+    from .ratelimit import (
+        ENDPOINT_LIMITS,
+        EndpointLimit,
+        IpBudget,
+        Limiter,
+        LimitInForce,
+        LocalLimiter,
+        Permit,
+        RateLimits,
+    )
     from .redis_limiter import RedisLimiter
     from .session import HOSTS, BybitSession
     from .signing import HmacSigner, RsaSigner, Signer
     from .stats import LimitStatus, PathStats, Percentiles, SessionStats
+    from .stream import PositionStream
 
 _LAZY = {
     "ServerClock": "clock",
@@ -92,11 +107,16 @@ _LAZY = {
     "ClockSynced": "events",
     "Event": "events",
     "EventHook": "events",
+    "GuardActed": "events",
     "LimiterWaited": "events",
     "RetryScheduled": "events",
     "SessionClosed": "events",
     "SessionHalted": "events",
     "SessionResumed": "events",
+    "StreamConnected": "events",
+    "StreamDisconnected": "events",
+    "StreamReconnected": "events",
+    "StreamSnapshot": "events",
     "ApiResponse": "models",
     "PositionIdx": "models",
     "EnsureReport": "positions",
@@ -104,6 +124,9 @@ _LAZY = {
     "EnsureStatus": "positions",
     "Position": "positions",
     "ENDPOINT_LIMITS": "ratelimit",
+    "EndpointLimit": "ratelimit",
+    "IpBudget": "ratelimit",
+    "LimitInForce": "ratelimit",
     "Limiter": "ratelimit",
     "LocalLimiter": "ratelimit",
     "Permit": "ratelimit",
@@ -118,6 +141,7 @@ _LAZY = {
     "PathStats": "stats",
     "Percentiles": "stats",
     "SessionStats": "stats",
+    "PositionStream": "stream",
 }
 
 __all__ = [
@@ -134,17 +158,21 @@ __all__ = [
     "ClockSynced",
     "ConnectError",
     "ConnectionDroppedError",
+    "EndpointLimit",
     "EnsureReport",
     "EnsureRow",
     "EnsureStatus",
     "Event",
     "EventHook",
     "ForbiddenError",
+    "GuardActed",
     "HTTPStatusError",
     "HmacSigner",
     "IPRateLimitError",
     "InvalidParameterError",
     "InvalidResponseError",
+    "IpBudget",
+    "LimitInForce",
     "LimitStatus",
     "Limiter",
     "LimiterUnavailableError",
@@ -157,6 +185,7 @@ __all__ = [
     "Position",
     "PositionError",
     "PositionIdx",
+    "PositionStream",
     "RateLimitError",
     "RateLimits",
     "RedisLimiter",
@@ -173,6 +202,10 @@ __all__ = [
     "SessionResumed",
     "SessionStats",
     "Signer",
+    "StreamConnected",
+    "StreamDisconnected",
+    "StreamReconnected",
+    "StreamSnapshot",
     "TimestampError",
     "TooManyRequestsError",
     "TransportError",

@@ -22,7 +22,9 @@ the limiter learns it from there (see `bybit_async.ratelimit`).
 
 Source: Bybit V5 API documentation, "Rate Limit Rules" (``docs/v5/rate-limit``,
 sections Trade, Position, Account, Asset, User, Spot Margin Trade, Spread
-Trading, RFQ and Institutional Loan), read 2026-12-06 (`SOURCE`, `READ_ON`).
+Trading, RFQ and Institutional Loan), read 2026-12-06 from the repository
+bybit-exchange/docs at its newest stored commit, 072c197d of 2026-07-24
+(`SOURCE`, `READ_ON`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,15 @@ __all__ = [
     "EndpointLimit",
     "TableRow",
     "budget_key",
+    "markdown",
     "table_rows",
 ]
 
 #: Where the table was read, and when.
-SOURCE = "Bybit V5 API documentation, Rate Limit Rules (docs/v5/rate-limit)"
+SOURCE = (
+    "Bybit V5 API documentation, Rate Limit Rules (docs/v5/rate-limit/rate-limit.mdx and the "
+    "pages its rows link to), bybit-exchange/docs at 072c197d (2026-07-24)"
+)
 READ_ON = "2026-12-06"
 
 #: The categories of one business line, in the order keys name them.
@@ -232,7 +238,50 @@ _ROWS: tuple[tuple[str, str, str, int | EndpointLimit | dict[str, EndpointLimit]
     ("User", "GET", "/v5/user/get-member-type", 10),
     ("User", "POST", "/v5/user/del-submember", 5),
     ("User", "GET", "/v5/user/invitation/referrals", 10),
-    # EXTRA_ROWS
+    ("Spot Margin Trade", "POST", "/v5/spot-margin-trade/switch-mode", 5),
+    ("Spot Margin Trade", "POST", "/v5/spot-margin-trade/set-leverage", 5),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/state", 50),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/max-borrowable", 50),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/coinstate", 50),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/repayment-available-amount", 50),
+    ("Spot Margin Trade", "POST", "/v5/spot-margin-trade/set-auto-repay-mode", 5),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/get-auto-repay-mode", 50),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/fixedborrow-order-quote", 5),
+    ("Spot Margin Trade", "POST", "/v5/spot-margin-trade/fixedborrow", 1),
+    ("Spot Margin Trade", "POST", "/v5/spot-margin-trade/fixedborrow-renew", 1),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/fixedborrow-order-info", 5),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/fixedborrow-contract-info", 5),
+    ("Spot Margin Trade", "GET", "/v5/spot-margin-trade/liability", 5),
+    ("Spread Trading", "POST", "/v5/spread/order/create", 20),
+    ("Spread Trading", "POST", "/v5/spread/order/amend", 20),
+    ("Spread Trading", "POST", "/v5/spread/order/cancel", 20),
+    ("Spread Trading", "POST", "/v5/spread/order/cancel-all", 5),
+    ("Spread Trading", "GET", "/v5/spread/order/realtime", 50),
+    ("Spread Trading", "GET", "/v5/spread/order/history", 50),
+    ("Spread Trading", "GET", "/v5/spread/execution/list", 50),
+    ("Spread Trading", "GET", "/v5/spread/max-qty", 50),
+    ("RFQ", "POST", "/v5/rfq/cancel-all-quotes", 50),
+    ("RFQ", "POST", "/v5/rfq/cancel-quote", 50),
+    ("RFQ", "POST", "/v5/rfq/accept-other-quote", 50),
+    ("RFQ", "POST", "/v5/rfq/cancel-all-rfq", 50),
+    ("RFQ", "POST", "/v5/rfq/create-quote", 50),
+    ("RFQ", "POST", "/v5/rfq/create-rfq", 50),
+    ("RFQ", "POST", "/v5/rfq/execute-quote", 50),
+    ("RFQ", "POST", "/v5/rfq/cancel-rfq", 50),
+    ("RFQ", "GET", "/v5/rfq/public-trades", 50),
+    ("RFQ", "GET", "/v5/rfq/quote-list", 50),
+    ("RFQ", "GET", "/v5/rfq/quote-realtime", 50),
+    ("RFQ", "GET", "/v5/rfq/config", 50),
+    ("RFQ", "GET", "/v5/rfq/rfq-list", 50),
+    ("RFQ", "GET", "/v5/rfq/rfq-realtime", 50),
+    ("RFQ", "GET", "/v5/rfq/trade-list", 50),
+    ("Institutional Loan", "GET", "/v5/ins-loan/product-infos", 100),
+    ("Institutional Loan", "GET", "/v5/ins-loan/ensure-tokens-convert", 100),
+    ("Institutional Loan", "GET", "/v5/ins-loan/loan-order", 20),
+    ("Institutional Loan", "GET", "/v5/ins-loan/repaid-history", 20),
+    ("Institutional Loan", "GET", "/v5/ins-loan/ltv-convert", 20),
+    ("Institutional Loan", "POST", "/v5/ins-loan/association-uid", 1),
+    ("Institutional Loan", "POST", "/v5/ins-loan/repay-loan", 1),
 )
 
 
@@ -283,3 +332,44 @@ def budget_key(path: str, category: object = None) -> str:
 def table_rows() -> tuple[TableRow, ...]:
     """The table as Bybit's page lays it out, one row per endpoint, in page order."""
     return _TABLE
+
+
+def _rate(budget: EndpointLimit) -> str:
+    unit = (
+        "s" if budget.window == 1.0 else "min" if budget.window == 60.0 else f"{budget.window:g} s"
+    )
+    return f"{budget.limit}/{unit}" + (" (upgradable)" if budget.upgradable else "")
+
+
+def markdown() -> str:
+    """The docs page of the table, as ``docs/endpoint-limits.md`` holds it."""
+    lines = [
+        "# Endpoint limits",
+        "",
+        "<!-- Made by `python -m bybit_async.endpoint_limits`; tests/test_docs.py checks it. -->",
+        "",
+        "Bybit's published per-UID limits for every V5 REST endpoint, as",
+        "`bybit_async.ENDPOINT_LIMITS` holds them: the limiter starts from these and",
+        "then keeps to what each answer's `X-Bapi-Limit` states for the account",
+        "(see [Rate limits](design-rate-limits.md)).  The budget key is what",
+        "`RateLimits(endpoints=...)` overrides and `session.stats().limits` reports.",
+        "Trade endpoints are limited per business line: `linear` and `inverse` share",
+        "one budget, `option` and `spot` have their own.  Market data endpoints are",
+        "public and limited only per IP (600 requests per 5 s).",
+        "",
+        f"Source: {SOURCE}; read {READ_ON}.",
+        "",
+    ]
+    section = None
+    for row in _TABLE:
+        if row.section != section:
+            section = row.section
+            lines += ["", f"## {section}", "", "| Method | Budget key | Limit |", "|---|---|---|"]
+        for line, budget in row.limits.items():
+            key = f"{row.path}:{line}" if line else row.path
+            lines.append(f"| {row.method} | `{key}` | {_rate(budget)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

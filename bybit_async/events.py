@@ -13,7 +13,12 @@ the event loop, with one of these frozen dataclasses:
 * `ClockSynced`: the server clock's offset was measured;
 * `SessionHalted` and `SessionResumed`: an IP ban stopped the session
   from sending, and the cool-off ended (or `BybitSession.resume` ended it);
-* `SessionClosed`: `BybitSession.close` ran.
+* `SessionClosed`: `BybitSession.close` ran;
+* `StreamConnected`, `StreamDisconnected`, `StreamReconnected` and
+  `StreamSnapshot`: the private stream (`bybit_async.stream`) connected,
+  lost its link, connected again, and read the position list;
+* `GuardActed`: the auto-add-margin guard (`bybit_async.guard`) wrote,
+  found unchanged, skipped or failed one position.
 
 Every event has ``at``, the wall-clock time it happened (Unix seconds).  No
 event holds the API key, the secret, a signature or a body: a *reason* is a
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from .errors import BybitAPIError, HTTPStatusError
+from .positions import EnsureRow
 
 __all__ = [
     "LIMITER_WAIT_REPORTED",
@@ -41,11 +47,16 @@ __all__ = [
     "ClockSynced",
     "Event",
     "EventHook",
+    "GuardActed",
     "LimiterWaited",
     "RetryScheduled",
     "SessionClosed",
     "SessionHalted",
     "SessionResumed",
+    "StreamConnected",
+    "StreamDisconnected",
+    "StreamReconnected",
+    "StreamSnapshot",
     "reason_of",
 ]
 
@@ -142,8 +153,10 @@ class CallEnded:
     """A call returned (*reason* None) or raised, after *attempts* and *elapsed* seconds.
 
     *at* is the wall-clock time (Unix seconds); *method* and *path* are the
-    call's.  A call its caller cancelled has *reason* ``"cancelled"`` and
-    *attempts* 0 (not known).
+    call's.  *attempts* counts the attempts that reached the network; a call
+    ended before sending anything (its deadline passed while it waited for the
+    limiter or the clock, say) counts 1, and a call its caller cancelled has
+    *reason* ``"cancelled"`` and the attempts sent so far (0 for none).
     """
 
     at: float
@@ -198,6 +211,70 @@ class SessionClosed:
     calls_ended: int
 
 
+@dataclass(frozen=True, slots=True)
+class StreamConnected:
+    """The private stream at *url* authenticated and subscribed, at *at* (Unix seconds).
+
+    *connection* counts the stream's connections from 1.
+    """
+
+    at: float
+    url: str
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDisconnected:
+    """Connection *connection* of the private stream ended, for *reason*, after *uptime* s.
+
+    *reason* is short: ``"no pong"``, ``"silent"``, ``"closed"``, an error's
+    class name...  *at* is the wall-clock time (Unix seconds).
+    """
+
+    at: float
+    connection: int
+    reason: str
+    uptime: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReconnected:
+    """The private stream connected again (*connection*, from 2) after *downtime* seconds.
+
+    *at* is the wall-clock time (Unix seconds).
+    """
+
+    at: float
+    connection: int
+    downtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    """After connect *connection*, the stream read the position list: *positions* of them.
+
+    *at* is the wall-clock time (Unix seconds) the read ended.
+    """
+
+    at: float
+    connection: int
+    positions: int
+
+
+@dataclass(frozen=True, slots=True)
+class GuardActed:
+    """The auto-add-margin guard acted on one position, at *at* (Unix seconds).
+
+    *row* says what it found and did, as `ensure_auto_add_margin` reports
+    it; *trigger* is ``"reconcile"`` (the read on start or reconnect) or
+    ``"update"`` (a push).
+    """
+
+    at: float
+    row: EnsureRow
+    trigger: str
+
+
 #: Any event a session emits.
 Event: TypeAlias = (
     AttemptAnswered
@@ -209,6 +286,11 @@ Event: TypeAlias = (
     | SessionHalted
     | SessionResumed
     | SessionClosed
+    | StreamConnected
+    | StreamDisconnected
+    | StreamReconnected
+    | StreamSnapshot
+    | GuardActed
 )
 
 #: The type of ``on_event``: called with each `Event`, its result ignored.

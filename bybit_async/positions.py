@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol, TypeAlias, TypeVar, cast
 
 import orjson
 
-from .errors import BybitAPIError, BybitError, InvalidResponseError, PositionError
+from .errors import (
+    BybitAPIError,
+    BybitError,
+    InvalidResponseError,
+    PositionError,
+    RequestTimeout,
+)
 from .models import ApiResponse, PositionIdx
 
 __all__ = [
@@ -30,7 +36,9 @@ __all__ = [
     "EnsureRow",
     "EnsureStatus",
     "Position",
+    "PositionKey",
     "apply_plan",
+    "auto_add_margin_params",
     "ensure_auto_add_margin",
     "get_positions",
     "parse_positions",
@@ -41,8 +49,16 @@ __all__ = [
 POSITION_LIST: Final = "/v5/position/list"
 #: The position list's largest page: the fewest reads.
 PAGE_SIZE: Final = 200
+#: The most positions one query can list: Bybit has fewer than 1,000 linear
+#: contracts per settle coin, and hedge mode gives each two positions.
+MAX_POSITIONS: Final = 2000
+#: Pages read for one query before the list counts as endless: twice what
+#: `MAX_POSITIONS` fills, for room.
+MAX_PAGES: Final = 2 * -(-MAX_POSITIONS // PAGE_SIZE)
 #: Settle coin read when none is given.
 DEFAULT_SETTLE_COIN: Final = "USDT"
+
+T = TypeVar("T")
 
 # retCodes of set-auto-add-margin that say the position cannot have the flag at all.
 _NOT_APPLICABLE: Final = {110076: "cross margin", 110077: "portfolio margin"}
@@ -78,7 +94,52 @@ class _Client(Protocol):
     ) -> ApiResponse: ...
 
 
+# -- set-auto-add-margin's parameters ------------------------------------------------
+
+
+def auto_add_margin_params(
+    symbol: str,
+    auto_add_margin: bool | int,
+    *,
+    category: str = "linear",
+    position_idx: int | None = None,
+) -> dict[str, Any]:
+    """Validate the arguments of set-auto-add-margin and return its JSON body.
+
+    Raises `TypeError` or `ValueError` for anything Bybit would reject.
+    """
+    if not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
+    if not _SYMBOL.match(symbol):
+        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
+        raise ValueError(
+            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
+        )
+    if category != "linear":
+        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
+    if isinstance(auto_add_margin, bool) or (
+        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
+    ):
+        flag = int(auto_add_margin)
+    elif isinstance(auto_add_margin, int):
+        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
+    else:
+        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
+    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
+    if position_idx is not None:
+        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
+            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
+        if position_idx not in (0, 1, 2):
+            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
+        params["positionIdx"] = int(position_idx)
+    return params
+
+
 # -- the position list -------------------------------------------------------------
+
+
+#: A position's identity: (symbol, position index).
+PositionKey: TypeAlias = "tuple[str, PositionIdx]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +170,10 @@ class Position:
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> Position:
-        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed."""
+        """Parse one item of the list; raises `ValueError` or `TypeError` if malformed.
+
+        A size that is not a finite number (``NaN``, ``Infinity``) is malformed.
+        """
         symbol = item["symbol"]
         idx = item["positionIdx"]
         trade_mode = item.get("tradeMode", 0)
@@ -126,6 +190,10 @@ class Position:
             size = Decimal(str(item.get("size") or "0"))
         except InvalidOperation:
             raise ValueError(f"size {item.get('size')!r}") from None
+        if not size.is_finite():
+            # NaN, sNaN and Infinity parse, but no position has such a size
+            # (and comparing sNaN raises).
+            raise ValueError(f"size {item.get('size')!r}")
         return cls(
             symbol,
             PositionIdx(idx),
@@ -195,26 +263,81 @@ def parse_positions(resp: ApiResponse) -> tuple[list[Position], str]:
         ) from None
 
 
+class _Pages:
+    """Every page of one query, read with the bounds a hostile server cannot move.
+
+    A page that adds no position not seen before ends the list (a server that
+    keeps handing out new cursors over the same positions); each (symbol,
+    positionIdx) is kept once, as first listed; more than `MAX_PAGES` pages,
+    or a page longer than the limit asked for, raises `InvalidResponseError`.
+    """
+
+    __slots__ = ("positions", "reads")
+
+    def __init__(self) -> None:
+        self.positions: dict[tuple[str, int], Position] = {}
+        self.reads = 0
+
+    async def read(self, client: _Client, params: dict[str, str]) -> None:
+        seen: set[str] = set()
+        limit = int(params["limit"])
+        while True:
+            if self.reads >= MAX_PAGES:
+                raise InvalidResponseError(
+                    b"",
+                    method="GET",
+                    path=POSITION_LIST,
+                    reason=f"more than {MAX_PAGES} pages (Bybit holds at most about "
+                    f"{MAX_POSITIONS} positions per settle coin): the list does not end",
+                )
+            self.reads += 1
+            page, cursor = parse_positions(
+                await client.request("GET", POSITION_LIST, params, signed=True)
+            )
+            if len(page) > limit:
+                raise InvalidResponseError(
+                    b"",
+                    method="GET",
+                    path=POSITION_LIST,
+                    reason=f"a page of {len(page)} positions, more than the limit of {limit}",
+                )
+            added = 0
+            for position in page:
+                key = (position.symbol, int(position.position_idx))
+                if key not in self.positions:
+                    self.positions[key] = position
+                    added += 1
+            if not cursor or not added:
+                return
+            if cursor in seen:
+                # A cursor seen before would read the same pages forever.
+                raise InvalidResponseError(
+                    f"nextPageCursor {cursor!r} repeats".encode(), method="GET", path=POSITION_LIST
+                )
+            seen.add(cursor)
+            params = {**params, "cursor": cursor}
+
+
 async def _read_pages(client: _Client, params: dict[str, str]) -> tuple[list[Position], int]:
     """Every page of one query; the positions and the number of reads it took."""
-    positions: list[Position] = []
-    seen: set[str] = set()
-    reads = 0
-    while True:
-        reads += 1
-        page, cursor = parse_positions(
-            await client.request("GET", POSITION_LIST, params, signed=True)
-        )
-        positions += page
-        if not cursor:
-            return positions, reads
-        if cursor in seen:
-            # A cursor seen before would read the same pages forever.
-            raise InvalidResponseError(
-                f"nextPageCursor {cursor!r} repeats".encode(), method="GET", path=POSITION_LIST
-            )
-        seen.add(cursor)
-        params = {**params, "cursor": cursor}
+    pages = _Pages()
+    await pages.read(client, params)
+    return list(pages.positions.values()), pages.reads
+
+
+async def _within(deadline: float | None, work: Awaitable[T]) -> T:
+    """Await *work*, all of it bounded by *deadline* seconds (None: unbounded)."""
+    if deadline is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, deadline)
+    except asyncio.TimeoutError:
+        raise RequestTimeout(
+            f"the call's deadline of {deadline:g} s passed (every page, retries and waits "
+            "included)",
+            method="GET",
+            path=POSITION_LIST,
+        ) from None
 
 
 async def get_positions(
@@ -223,10 +346,14 @@ async def get_positions(
     *,
     symbol: str | None = None,
     settle_coin: str | None = None,
+    deadline: float | None = None,
 ) -> list[Position]:
-    """Read ``GET /v5/position/list`` to its last page; see `BybitSession.get_positions`."""
+    """Read ``GET /v5/position/list`` to its last page; see `BybitSession.get_positions`.
+
+    *deadline* (s) bounds the whole read, every page included.
+    """
     params = position_list_params(category, symbol=symbol, settle_coin=settle_coin)
-    positions, _ = await _read_pages(client, params)
+    positions, _ = await _within(deadline, _read_pages(client, params))
     return positions
 
 
@@ -239,7 +366,8 @@ class EnsureRow:
 
     #: The symbol.
     symbol: str
-    #: The position's ``positionIdx``; None when its read failed, so it is unknown.
+    #: The position's ``positionIdx``; None when it is unknown: its read failed,
+    #: or a position with none open was written without a read and without one.
     position_idx: PositionIdx | None
     #: ``"unchanged"``: already as asked; ``"changed"``: set by a write;
     #: ``"skipped"``: the position cannot have the flag (cross or portfolio margin);
@@ -248,7 +376,8 @@ class EnsureRow:
     status: EnsureStatus
     #: Why, in a few words: ``"already on"``, ``"turned on"``, Bybit's message...
     reason: str
-    #: The position as read; None when its read failed.
+    #: The position as read; None when its read failed or it was not read (a
+    #: named position with none open is written without a read).
     position: Position | None = None
     #: Whether a set-auto-add-margin request was sent for it.
     written: bool = False
@@ -419,41 +548,13 @@ def _text(error: Exception) -> str:
     return error.message if isinstance(error, BybitError) else f"{type(error).__name__}: {error}"
 
 
-async def plan_auto_add_margin(
-    client: _Client,
-    symbols: Iterable[str] | None = None,
-    on: bool | int = True,
-    *,
-    settle_coin: str | Sequence[str] | None = None,
-    classic: bool = False,
-) -> EnsureReport:
-    """Read the positions and return the plan: a dry run's `EnsureReport`.
+async def _read_all(
+    client: _Client, names: list[str] | None, coins: list[str], read_flat: bool = True
+) -> tuple[dict[str, dict[int, Position]], dict[str, Exception], int]:
+    """The positions of *coins* and of the symbols *names*, their read failures, and reads.
 
-    See `BybitSession.ensure_auto_add_margin` for the arguments.  Rows that
-    need a write have the status ``"planned"``.
+    Without *read_flat*, the named symbols the pages do not show in full are not read.
     """
-    # Validated before any request, with the write's own check, so a bad
-    # symbol fails the call instead of a row.  Imported here: session.py
-    # imports this module.
-    from .session import auto_add_margin_params
-
-    if isinstance(symbols, str):
-        raise TypeError("symbols must be an iterable of symbols, not one str")
-    if isinstance(on, bool) or (isinstance(on, int) and on in (0, 1)):
-        flag = bool(on)
-    else:
-        raise (ValueError if isinstance(on, int) else TypeError)(
-            f"on must be True/False or 1/0, got {on!r}"
-        )
-    names: list[str] | None = None
-    if symbols is not None:
-        names = list(dict.fromkeys(symbols))
-        for name in names:
-            auto_add_margin_params(name, flag)
-    coins = _coins(settle_coin)
-    if not isinstance(classic, bool):
-        raise TypeError(f"classic must be a bool, got {classic!r}")
-
     found: dict[str, dict[int, Position]] = {}
     reads = 0
     # An empty list of symbols needs no read at all.
@@ -472,7 +573,7 @@ async def plan_auto_add_margin(
                 found.setdefault(position.symbol, {})[position.position_idx] = position
 
     failures: dict[str, Exception] = {}
-    if names is not None:
+    if names is not None and read_flat:
         # Named symbols the pages did not show in full: no open position, or
         # one side of a hedge-mode pair.  Bybit answers a symbol read either way.
         missing = [name for name in names if not _complete(found.get(name))]
@@ -496,13 +597,77 @@ async def plan_auto_add_margin(
                 )
             found[name] = listed
 
+    return found, failures, reads
+
+
+async def plan_auto_add_margin(
+    client: _Client,
+    symbols: Iterable[str] | None = None,
+    on: bool | int = True,
+    *,
+    settle_coin: str | Sequence[str] | None = None,
+    classic: bool = False,
+    deadline: float | None = None,
+    read_flat: bool = True,
+) -> EnsureReport:
+    """Read the positions and return the plan: a dry run's `EnsureReport`.
+
+    See `BybitSession.ensure_auto_add_margin` for the arguments.  Rows that
+    need a write have the status ``"planned"``.  *deadline* (s) bounds all the
+    reads together.
+
+    Without *read_flat*, a named symbol with no open position is not read (a
+    read costs more than the write it would save: the write of a flat position
+    answers "not modified" when nothing changes): its row is planned with
+    ``position`` None, and `apply_plan` writes it as it is (see
+    `apply_plan`).  The other side of a hedge-mode symbol with one side
+    open is planned so too.
+    """
+    # Validated before any request, with the write's own check, so a bad
+    # symbol fails the call instead of a row.
+    if isinstance(symbols, str):
+        raise TypeError("symbols must be an iterable of symbols, not one str")
+    if isinstance(on, bool) or (isinstance(on, int) and on in (0, 1)):
+        flag = bool(on)
+    else:
+        raise (ValueError if isinstance(on, int) else TypeError)(
+            f"on must be True/False or 1/0, got {on!r}"
+        )
+    names: list[str] | None = None
+    if symbols is not None:
+        names = list(dict.fromkeys(symbols))
+        for name in names:
+            auto_add_margin_params(name, flag)
+    coins = _coins(settle_coin)
+    if not isinstance(classic, bool):
+        raise TypeError(f"classic must be a bool, got {classic!r}")
+
+    if not isinstance(read_flat, bool):
+        raise TypeError(f"read_flat must be a bool, got {read_flat!r}")
+
+    found, failures, reads = await _within(deadline, _read_all(client, names, coins, read_flat))
+
     rows: list[EnsureRow] = []
     for name in sorted(found) if names is None else names:
         if name in failures:
             rows.append(_read_failed(name, failures[name]))
             continue
-        rows += [_decide(p, flag, classic) for _, p in sorted(found[name].items())]
+        sides = found.get(name, {})
+        rows += [_decide(p, flag, classic) for _, p in sorted(sides.items())]
+        if names is not None and not read_flat and not _complete(sides):
+            rows += _unread(name, sides, flag)
     return EnsureReport(flag, tuple(rows), reads, dry_run=True)
+
+
+def _unread(name: str, open_sides: Mapping[int, Position], flag: bool) -> list[EnsureRow]:
+    """The planned rows of a named symbol's positions the pages did not list: flat ones."""
+    reason = f"to turn {'on' if flag else 'off'} (not open: written without a read)"
+    if not open_sides:
+        # One-way or hedge mode is unknown: written without positionIdx (see _write_unread).
+        return [EnsureRow(name, None, "planned", reason)]
+    # One side of a hedge-mode pair is open: the other is flat.
+    (side,) = {PositionIdx.HEDGE_BUY, PositionIdx.HEDGE_SELL} - open_sides.keys()
+    return [EnsureRow(name, PositionIdx(side), "planned", reason)]
 
 
 async def _write(client: _Client, row: EnsureRow, flag: bool) -> EnsureRow:
@@ -531,11 +696,47 @@ async def _write(client: _Client, row: EnsureRow, flag: bool) -> EnsureRow:
     )
 
 
+# What Bybit answers a write without positionIdx to a hedge-mode symbol.
+_HEDGE_MODE: Final = "position idx not match"
+
+
+async def _write_unread(
+    client: _Client, row: EnsureRow, flag: bool, classic: bool
+) -> tuple[list[EnsureRow], int]:
+    """Write a row planned without a read; the rows it ends as, and the reads it took.
+
+    Written without positionIdx, as in one-way mode; if Bybit answers that the
+    symbol is in hedge mode, its positions are read and each side decided and
+    written as a read row would be.
+    """
+    done = await _write(client, row, flag)
+    error = done.error
+    if not (isinstance(error, BybitAPIError) and _HEDGE_MODE in error.ret_msg):
+        return [done], 0
+    try:
+        positions, reads = await _read_pages(client, position_list_params(symbol=row.symbol))
+    except Exception as read_error:
+        return [_read_failed(row.symbol, read_error)], 1
+    sides = [p for p in positions if p.symbol == row.symbol]
+    if not sides:
+        missing = InvalidResponseError(
+            f"no position listed for {row.symbol}".encode(), method="GET", path=POSITION_LIST
+        )
+        return [_read_failed(row.symbol, missing)], reads
+    rows = [_decide(p, flag, classic) for p in sorted(sides, key=lambda p: p.position_idx)]
+    written = await asyncio.gather(
+        *(_write(client, r, flag) for r in rows if r.status == "planned")
+    )
+    it = iter(written)
+    return [next(it) if r.status == "planned" else r for r in rows], reads
+
+
 async def apply_plan(
     client: _Client,
     plan: EnsureReport,
     *,
     on_row: Callable[[EnsureRow], None] | None = None,
+    classic: bool = False,
 ) -> EnsureReport:
     """Send the plan's writes concurrently and return the outcome.
 
@@ -544,14 +745,24 @@ async def apply_plan(
     handling).  One write's failure stops no other.  *on_row* is called with
     every row once its outcome is known: at once for rows that need no write,
     then for each write as it finishes.
+
+    A row planned without a read (``position`` and ``position_idx`` None) is
+    written without positionIdx; if Bybit answers that the symbol is in hedge
+    mode, its two sides are read, decided (with *classic* as in
+    `plan_auto_add_margin`) and written as needed, and the row becomes one
+    row per side.
     """
     flag = plan.auto_add_margin
 
-    async def write(row: EnsureRow) -> EnsureRow:
-        done = await _write(client, row, flag)
+    async def write(row: EnsureRow) -> tuple[list[EnsureRow], int]:
+        if row.position is None and row.position_idx is None:
+            done, reads = await _write_unread(client, row, flag, classic)
+        else:
+            done, reads = [await _write(client, row, flag)], 0
         if on_row is not None:
-            on_row(done)
-        return done
+            for one in done:
+                on_row(one)
+        return done, reads
 
     if on_row is not None:
         for row in plan.rows:
@@ -560,8 +771,16 @@ async def apply_plan(
     written = iter(
         await asyncio.gather(*(write(row) for row in plan.rows if row.status == "planned"))
     )
-    ordered = tuple(next(written) if row.status == "planned" else row for row in plan.rows)
-    return EnsureReport(flag, ordered, plan.reads, dry_run=False)
+    ordered: list[EnsureRow] = []
+    reads = plan.reads
+    for row in plan.rows:
+        if row.status != "planned":
+            ordered.append(row)
+            continue
+        done, more = next(written)
+        ordered += done
+        reads += more
+    return EnsureReport(flag, tuple(ordered), reads, dry_run=False)
 
 
 async def ensure_auto_add_margin(
@@ -572,9 +791,23 @@ async def ensure_auto_add_margin(
     settle_coin: str | Sequence[str] | None = None,
     classic: bool = False,
     dry_run: bool = False,
+    deadline: float | None = None,
 ) -> EnsureReport:
-    """Read, then write only what differs; see `BybitSession.ensure_auto_add_margin`."""
-    plan = await plan_auto_add_margin(client, symbols, on, settle_coin=settle_coin, classic=classic)
+    """Read, then write only what differs; see `BybitSession.ensure_auto_add_margin`.
+
+    *deadline* (s) bounds the reads together; each write is a call of its own.
+    """
+    # A dry run reads every named position, to say what a write would do; a
+    # real one writes the flat ones without reading them first.
+    plan = await plan_auto_add_margin(
+        client,
+        symbols,
+        on,
+        settle_coin=settle_coin,
+        classic=classic,
+        deadline=deadline,
+        read_flat=dry_run,
+    )
     if dry_run:
         return plan
-    return await apply_plan(client, plan)
+    return await apply_plan(client, plan, classic=classic)

@@ -34,40 +34,36 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Protocol
+from typing import Literal, NamedTuple, Protocol
+
+from .endpoint_limits import ENDPOINT_LIMITS, EndpointLimit
 
 __all__ = [
     "ENDPOINT_LIMITS",
     "ENDPOINT_WINDOW",
     "IP_LIMIT",
     "IP_WINDOW",
+    "MAX_LEARNED_LIMIT",
     "WINDOW_MARGIN",
+    "EndpointLimit",
+    "IpBudget",
+    "LimitInForce",
+    "LimitSource",
     "Limiter",
     "LocalLimiter",
     "Permit",
     "RateLimits",
 ]
 
-#: Per-UID limits, requests per rolling second, by endpoint path.  Source:
-#: Bybit V5 "Rate Limit" page (Position table); none of these is raisable by
-#: VIP level.  The simulator enforces the same table.
-ENDPOINT_LIMITS: Mapping[str, int] = MappingProxyType(
-    {
-        "/v5/position/set-auto-add-margin": 10,
-        "/v5/position/set-leverage": 10,
-        "/v5/position/switch-mode": 10,
-        "/v5/position/trading-stop": 10,
-        "/v5/position/add-margin": 10,
-        "/v5/position/list": 50,
-    }
-)
+_log = logging.getLogger("bybit_async")
 
-#: Seconds of Bybit's per-UID, per-endpoint rolling window.
+#: Seconds of Bybit's per-UID, per-endpoint rolling window (most endpoints).
 ENDPOINT_WINDOW = 1.0
 
 #: Per-IP limit: requests per `IP_WINDOW` seconds, all endpoints together.
@@ -80,38 +76,87 @@ IP_WINDOW = 5.0
 #: counted with it; 10 ms covers both and costs 1% of a one-second window.
 WINDOW_MARGIN = 0.01
 
+#: The largest ``X-Bapi-Limit`` taken as a budget's limit; a larger one is
+#: ignored as broken (Bybit's largest published limits are in the thousands).
+MAX_LEARNED_LIMIT = 100_000
+
+#: Where a budget's limit in force came from: Bybit's published table, an
+#: answer's ``X-Bapi-Limit``, `RateLimits.endpoints`, or nowhere yet (one
+#: request at a time until an answer states it).
+LimitSource = Literal["table", "learned", "configured", "unknown"]
+
+
+class LimitInForce(NamedTuple):
+    """A budget's limit now: *limit* requests per *window* seconds, from *source*."""
+
+    limit: int
+    window: float
+    source: LimitSource
+
 
 @dataclass(frozen=True)
 class RateLimits:
     """The limits a limiter keeps under.
 
-    *ip_limit* requests per *ip_window* seconds over all endpoints and, for
-    each path in *endpoints*, that many requests per *window* seconds.  A
-    permit comes back its window plus *margin* seconds after its request's
-    answer.
+    *ip_limit* requests per *ip_window* seconds over all endpoints.  Each
+    endpoint's per-UID limit is Bybit's published one (`ENDPOINT_LIMITS`)
+    until an answer states the account's own (``X-Bapi-Limit``), which then
+    holds from the next request on; a budget the table lacks allows one
+    request in flight until an answer states its limit.  *endpoints*
+    overrides both for the budget keys it names (see
+    `bybit_async.endpoint_limits`; a path names all of its business lines):
+    an int is requests per *window* seconds, an `EndpointLimit` carries its
+    own window.  A permit comes back its window plus *margin* seconds after
+    its request's answer.
     """
 
     ip_limit: int = IP_LIMIT
     ip_window: float = IP_WINDOW
-    endpoints: Mapping[str, int] = field(default_factory=lambda: dict(ENDPOINT_LIMITS))
+    endpoints: Mapping[str, int | EndpointLimit] = field(default_factory=dict)
     window: float = ENDPOINT_WINDOW
     margin: float = WINDOW_MARGIN
 
     def __post_init__(self) -> None:
         for name, seconds in (("ip_window", self.ip_window), ("window", self.window)):
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-                raise TypeError(f"{name} must be a number, got {seconds!r}")
-            if not seconds > 0:
-                raise ValueError(f"{name} must be positive, got {seconds!r}")
+            _check_window(name, seconds)
         if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)):
             raise TypeError(f"margin must be a number, got {self.margin!r}")
         if not self.margin >= 0:
             raise ValueError(f"margin must not be negative, got {self.margin!r}")
-        for name, limit in [("ip_limit", self.ip_limit), *self.endpoints.items()]:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise TypeError(f"limit for {name} must be an int, got {limit!r}")
-            if limit < 1:
-                raise ValueError(f"limit for {name} must be at least 1, got {limit}")
+        if not isinstance(self.endpoints, Mapping):
+            raise TypeError(f"endpoints must be a mapping, got {type(self.endpoints).__name__}")
+        _check_limit("ip_limit", self.ip_limit)
+        for key, value in self.endpoints.items():
+            if isinstance(value, EndpointLimit):
+                _check_limit(key, value.limit)
+                _check_window(f"window of {key}", value.window)
+            else:
+                _check_limit(key, value)
+            if not isinstance(key, str) or not key.startswith("/v5/"):
+                raise ValueError(f"endpoints keys must be V5 paths or budget keys, got {key!r}")
+
+    def configured(self, key: str) -> EndpointLimit | None:
+        """Return the override for budget *key* (or for its path), if any."""
+        value = self.endpoints.get(key)
+        if value is None and ":" in key:
+            value = self.endpoints.get(key.partition(":")[0])
+        if value is None:
+            return None
+        return value if isinstance(value, EndpointLimit) else EndpointLimit(value, self.window)
+
+
+def _check_window(name: str, seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name} must be a number, got {seconds!r}")
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive, got {seconds!r}")
+
+
+def _check_limit(name: str, limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit for {name} must be an int, got {limit!r}")
+    if limit < 1:
+        raise ValueError(f"limit for {name} must be at least 1, got {limit}")
 
 
 class Permit(Protocol):
@@ -129,26 +174,43 @@ class Permit(Protocol):
 class Limiter(Protocol):
     """What a session needs from a rate limiter."""
 
-    async def acquire(self, path: str) -> Permit:
-        """Wait until one request to *path* may be sent, and return its permit."""
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
+        """Wait until one request to budget *path* may be sent, and return its permit.
 
-    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
-        """Take in a response's limit headers: *remaining* requests, reset in *reset_in* s.
+        *path* is a budget key (`bybit_async.endpoint_limits.budget_key`).  A
+        request that is not *signed* counts against the IP limit only.
+        """
 
-        The session passes *reset_in* only when it is at most its
-        ``max_server_wait``, so that a hostile or broken header cannot hold an
-        endpoint for long.
+    def observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
+    ) -> None:
+        """Take in an answer's limit headers for budget *path*.
+
+        *remaining* requests are left, the window resets in *reset_in* s, and
+        *limit* is the account's limit for the budget (``X-Bapi-Limit``).  The
+        session passes *reset_in* only when it is at most its
+        ``max_server_wait``, and *limit* only when it is from 1 to
+        `MAX_LEARNED_LIMIT`, so that a hostile or broken header cannot hold
+        or open an endpoint.
         """
 
 
 class _Level:
-    """The permits of one limit: *limit* of them, each out until *hold* s after release."""
+    """The permits of one limit: *limit* of them, each out until *hold* s after release.
 
-    __slots__ = ("cooling", "hold", "in_flight", "limit")
+    While *source* is ``"unknown"`` only requests in flight count: one at a
+    time until an answer states the limit.  Released permits still cool
+    down, so that they count once the limit is known.
+    """
 
-    def __init__(self, limit: int, hold: float) -> None:
+    __slots__ = ("cooling", "hold", "in_flight", "limit", "margin", "source", "window")
+
+    def __init__(self, limit: int, window: float, margin: float, source: LimitSource) -> None:
         self.limit = limit
-        self.hold = hold
+        self.window = window
+        self.margin = margin
+        self.hold = window + margin
+        self.source: LimitSource = source
         self.in_flight = 0
         # Times at which released permits come back; ascending, since releases
         # are stamped with a monotonic clock and *hold* is fixed.
@@ -158,9 +220,13 @@ class _Level:
         cooling = self.cooling
         while cooling and cooling[0] <= now:
             cooling.popleft()
+        if self.source == "unknown":
+            return 1 - self.in_flight
         return self.limit - self.in_flight - len(cooling)
 
     def next_return(self) -> float | None:
+        if self.source == "unknown":
+            return None  # only an answer opens it
         return self.cooling[0] if self.cooling else None
 
 
@@ -178,85 +244,251 @@ class _LocalPermit:
 
 
 class _Waiter:
-    __slots__ = ("endpoint", "future", "path", "seq")
+    __slots__ = ("endpoint", "future", "limiter", "path", "seq")
 
     def __init__(
-        self, seq: int, path: str, endpoint: _Level | None, future: asyncio.Future[Permit]
+        self,
+        limiter: LocalLimiter,
+        seq: int,
+        path: str,
+        endpoint: _Level | None,
+        future: asyncio.Future[Permit],
     ) -> None:
+        self.limiter = limiter
         self.seq = seq
         self.path = path
         self.endpoint = endpoint
         self.future = future
 
 
-class LocalLimiter:
-    """A `Limiter` for one process, shared by its coroutines.
+class IpBudget:
+    """The per-IP permits (*limit* per *window* seconds) shared by the limiters of one egress.
 
-    *limits* are the limits to keep; *clock* is the monotonic clock permits
-    are timed with (seconds).  All its methods must be called from one event
-    loop.
+    Every `LocalLimiter` given the same budget takes its IP permits from it,
+    and calls waiting in any of them are served oldest first.  A session
+    shares one budget with every other session of the process that leaves
+    through the same egress (see `BybitSession`).  All its methods must be
+    called from one event loop.
     """
 
-    __slots__ = (
-        "_blocked_until",
-        "_clock",
-        "_endpoints",
-        "_ip",
-        "_limits",
-        "_queues",
-        "_seq",
-        "_timer",
-        "_timer_at",
-    )
+    __slots__ = ("__weakref__", "_clock", "_level", "_seq", "_timer", "_timer_at", "_waiting")
 
     def __init__(
-        self, limits: RateLimits | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int = IP_LIMIT,
+        window: float = IP_WINDOW,
+        *,
+        margin: float = WINDOW_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._limits = limits = RateLimits() if limits is None else limits
+        _check_limit("the IP", limit)
+        _check_window("window", window)
+        self._level = _Level(limit, window, margin, "configured")
         self._clock = clock
-        self._ip = _Level(limits.ip_limit, limits.ip_window + limits.margin)
-        self._endpoints = {
-            path: _Level(limit, limits.window + limits.margin)
-            for path, limit in limits.endpoints.items()
-        }
-        # Calls waiting, by path, oldest first; a path is present only while
-        # its queue is not empty.
-        self._queues: dict[str, deque[_Waiter]] = {}
         self._seq = itertools.count()
-        # Clock time before which a path must not be called: set when the server
-        # reports the endpoint's window as used up.
-        self._blocked_until: dict[str, float] = {}
+        # The limiters with calls waiting, in no particular order.
+        self._waiting: dict[LocalLimiter, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
     @property
+    def limit(self) -> int:
+        """Requests allowed per window."""
+        return self._level.limit
+
+    @property
+    def window(self) -> float:
+        """The window in seconds."""
+        return self._level.window
+
+    def free(self) -> int:
+        """Return how many IP permits could be taken now."""
+        return self._level.free(self._clock())
+
+    def __repr__(self) -> str:
+        level = self._level
+        return f"<IpBudget {level.limit} per {level.window:g} s, {level.in_flight} in flight>"
+
+    def _dispatch(self) -> None:
+        """Grant permits to waiting calls, oldest admissible first, then set the timer."""
+        now = self._clock()
+        ip = self._level
+        waiting = self._waiting
+        while waiting:
+            best: _Waiter | None = None
+            for limiter in list(waiting):
+                queues = limiter._queues
+                for path in list(queues):
+                    queue = queues[path]
+                    while queue and queue[0].future.done():  # cancelled while waiting
+                        queue.popleft()
+                    if not queue:
+                        del queues[path]
+                        continue
+                    head = queue[0]
+                    if (best is None or head.seq < best.seq) and limiter._admits(
+                        path, head.endpoint, now
+                    ):
+                        best = head
+                if not queues:
+                    del waiting[limiter]
+            if best is None or ip.free(now) <= 0:
+                break
+            limiter = best.limiter
+            queue = limiter._queues[best.path]
+            queue.popleft()
+            if not queue:
+                del limiter._queues[best.path]
+                if not limiter._queues:
+                    del waiting[limiter]
+            best.future.set_result(limiter._grant(best.endpoint))
+        self._schedule(now)
+
+    def _schedule(self, now: float) -> None:
+        """Wake `_dispatch` when the next permit or hold that a waiting call needs ends."""
+        wake: float | None = None
+        if self._waiting:
+            times = [self._level.next_return()]
+            for limiter in self._waiting:
+                for path, queue in limiter._queues.items():
+                    endpoint = queue[0].endpoint
+                    times.append(limiter._blocked_until.get(path))
+                    if endpoint is not None:
+                        times.append(endpoint.next_return())
+            # Permits still in flight come back through _release, which dispatches;
+            # times already past belong to levels that are not what holds the calls.
+            wake = min((t for t in times if t is not None and t > now), default=None)
+        timer = self._timer
+        if timer is not None and (wake is None or wake != self._timer_at):
+            timer.cancel()
+            self._timer = None
+        if wake is not None and self._timer is None:
+            self._timer_at = wake
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(wake - now, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+
+class LocalLimiter:
+    """A `Limiter` for one account in one process, shared by its coroutines.
+
+    *limits* are the limits to keep; *clock* is the monotonic clock permits
+    are timed with (seconds).  *ip* is the IP budget to take IP permits from
+    (None: one of its own, from *limits*); a session replaces its own with
+    the process's budget for its egress (`share_ip`) before its first
+    request.  All its methods must be called from one event loop.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_blocked_until",
+        "_clock",
+        "_endpoints",
+        "_ip",
+        "_ip_budget",
+        "_ip_given",
+        "_limits",
+        "_queues",
+    )
+
+    def __init__(
+        self,
+        limits: RateLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        ip: IpBudget | None = None,
+    ) -> None:
+        self._limits = limits = RateLimits() if limits is None else limits
+        self._clock = clock
+        self._ip_given = ip is not None
+        if ip is None:
+            ip = IpBudget(limits.ip_limit, limits.ip_window, margin=limits.margin, clock=clock)
+        self._ip_budget = ip
+        self._ip = ip._level
+        # Budgets by key, made on first use: a budget the table lacks must not
+        # be set up before its first request.
+        self._endpoints: dict[str, _Level] = {}
+        # Calls waiting, by key, oldest first; a key is present only while
+        # its queue is not empty.
+        self._queues: dict[str, deque[_Waiter]] = {}
+        # Clock time before which a key must not be called: set when the server
+        # reports the endpoint's window as used up.
+        self._blocked_until: dict[str, float] = {}
+
+    @property
     def limits(self) -> RateLimits:
-        """The limits this limiter enforces."""
+        """The limits this limiter was configured with."""
         return self._limits
 
-    def available(self, path: str) -> int:
-        """Return how many requests to *path* could be sent now without waiting."""
+    @property
+    def ip(self) -> IpBudget:
+        """The IP budget this limiter takes IP permits from."""
+        return self._ip_budget
+
+    def share_ip(self, budget: IpBudget) -> None:
+        """Take IP permits from *budget* from now on.
+
+        A no-op when the constructor was given a budget, or once the limiter
+        has been used: permits out stay counted where they were taken.
+        """
+        if self._ip_given or budget is self._ip_budget:
+            return
+        if self._ip.in_flight or self._queues or self._ip.cooling:
+            # Already in use (by a session of another egress): switching now
+            # would lose the permits it has out; it keeps the budget it has.
+            _log.debug("LocalLimiter already in use; keeps its own IP budget")
+            return
+        self._ip_budget = budget
+        self._ip = budget._level
+
+    def limit_in_force(self, key: str) -> LimitInForce:
+        """Return budget *key*'s limit now and where it came from."""
+        level = self._endpoint(key)
+        return LimitInForce(level.limit, level.window, level.source)
+
+    def limits_in_force(self) -> dict[str, LimitInForce]:
+        """Return the limit now of every budget this limiter has used, by key."""
+        return {
+            key: LimitInForce(level.limit, level.window, level.source)
+            for key, level in self._endpoints.items()
+        }
+
+    def available(self, path: str, *, signed: bool = True) -> int:
+        """Return how many requests to budget *path* could be sent now without waiting.
+
+        A request that is not *signed* needs an IP permit only.
+        """
         now = self._clock()
         if path in self._queues or self._blocked(path, now):
             return 0
-        endpoint = self._endpoints.get(path)
         ip = self._ip.free(now)
-        return ip if endpoint is None else min(ip, endpoint.free(now))
+        # A limit learned lower than the permits out makes free() negative for a while.
+        return max(0, min(ip, self._endpoint(path).free(now)) if signed else ip)
 
-    async def acquire(self, path: str) -> Permit:
-        """Wait for a permit of *path*'s endpoint limit and of the IP limit, taken together."""
-        endpoint = self._endpoints.get(path)
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
+        """Wait for a permit of budget *path* and of the IP limit, taken together.
+
+        A request that is not *signed* takes an IP permit only.
+        """
+        endpoint = self._endpoints.get(path) if signed else None
+        if endpoint is None and signed:
+            endpoint = self._endpoint(path)
         if path not in self._queues:
             now = self._clock()
             if self._admits(path, endpoint, now) and self._ip.free(now) > 0:
                 return self._grant(endpoint)
+        budget = self._ip_budget
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(next(self._seq), path, endpoint, future)
+        waiter = _Waiter(self, next(budget._seq), path, endpoint, future)
         queue = self._queues.get(path)
         if queue is None:
             queue = self._queues[path] = deque()
         queue.append(waiter)
-        self._dispatch()
+        budget._waiting[self] = None
+        budget._dispatch()
         try:
             return await future
         except asyncio.CancelledError:
@@ -264,11 +496,23 @@ class LocalLimiter:
                 # Granted as the caller was cancelled: nothing was sent.
                 future.result().release(sent=False)
             else:
-                self._dispatch()  # let the calls behind it move up
+                budget._dispatch()  # let the calls behind it move up
             raise
 
-    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
-        """Hold *path* until the reported reset when the server says none are left."""
+    def observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
+    ) -> None:
+        """Learn budget *path*'s *limit*; hold it until the reset when none are *remaining*."""
+        if limit is not None:
+            level = self._endpoints.get(path)
+            if level is None:
+                level = self._endpoint(path)
+            if level.source != "configured" and (level.limit != limit or level.source != "learned"):
+                opened = level.source == "unknown" or limit > level.limit
+                level.limit = limit
+                level.source = "learned"
+                if opened and self._ip_budget._waiting:
+                    self._ip_budget._dispatch()
         if remaining == 0 and reset_in is not None and reset_in > 0:
             # Requests sent after the reset may still arrive with the window's
             # last ones, by the same few milliseconds as a permit's margin.
@@ -277,6 +521,22 @@ class LocalLimiter:
                 self._blocked_until[path] = until
 
     # -- internals -------------------------------------------------------------
+
+    def _endpoint(self, key: str) -> _Level:
+        level = self._endpoints.get(key)
+        if level is not None:
+            return level
+        limits = self._limits
+        budget = limits.configured(key)
+        source: LimitSource = "configured"
+        if budget is None:
+            budget = ENDPOINT_LIMITS.get(key)
+            source = "table"
+        if budget is None:
+            budget = EndpointLimit(1, limits.window)
+            source = "unknown"
+        level = self._endpoints[key] = _Level(budget.limit, budget.window, limits.margin, source)
+        return level
 
     def _blocked(self, path: str, now: float) -> bool:
         until = self._blocked_until.get(path)
@@ -305,56 +565,24 @@ class LocalLimiter:
             level.in_flight -= 1
             if sent:
                 level.cooling.append(now + level.hold)
-        if self._queues:
-            self._dispatch()
+        if self._ip_budget._waiting:
+            self._ip_budget._dispatch()
 
-    def _dispatch(self) -> None:
-        """Grant permits to waiting calls, oldest admissible first, then set the timer."""
-        now = self._clock()
-        queues = self._queues
-        while queues:
-            best: _Waiter | None = None
-            for path in list(queues):
-                queue = queues[path]
-                while queue and queue[0].future.done():  # cancelled while waiting
-                    queue.popleft()
-                if not queue:
-                    del queues[path]
-                    continue
-                head = queue[0]
-                if (best is None or head.seq < best.seq) and self._admits(path, head.endpoint, now):
-                    best = head
-            if best is None or self._ip.free(now) <= 0:
-                break
-            queue = queues[best.path]
-            queue.popleft()
-            if not queue:
-                del queues[best.path]
-            best.future.set_result(self._grant(best.endpoint))
-        self._schedule(now)
 
-    def _schedule(self, now: float) -> None:
-        """Wake `_dispatch` when the next permit or hold that a waiting call needs ends."""
-        wake: float | None = None
-        if self._queues:
-            times = [self._ip.next_return()]
-            for path, queue in self._queues.items():
-                endpoint = queue[0].endpoint
-                times.append(self._blocked_until.get(path))
-                if endpoint is not None:
-                    times.append(endpoint.next_return())
-            # Permits still in flight come back through _release, which dispatches;
-            # times already past belong to levels that are not what holds the calls.
-            wake = min((t for t in times if t is not None and t > now), default=None)
-        timer = self._timer
-        if timer is not None and (wake is None or wake != self._timer_at):
-            timer.cancel()
-            self._timer = None
-        if wake is not None and self._timer is None:
-            self._timer_at = wake
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(wake - now, 0.0), self._on_timer)
+# -- one IP budget per egress, per event loop -----------------------------------
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._dispatch()
+_BUDGETS: weakref.WeakValueDictionary[tuple[object, ...], IpBudget] = weakref.WeakValueDictionary()
+
+
+def shared_ip_budget(loop: asyncio.AbstractEventLoop, egress: str, limits: RateLimits) -> IpBudget:
+    """Return the process's IP budget for *egress* in *loop*, made from *limits* if new.
+
+    Sessions with other IP limits (``ip_limit``, ``ip_window``) keep
+    budgets of their own.  A budget lives as long as a limiter uses it.
+    """
+    key = (loop, egress, limits.ip_limit, limits.ip_window, limits.margin)
+    budget = _BUDGETS.get(key)
+    if budget is None:
+        budget = IpBudget(limits.ip_limit, limits.ip_window, margin=limits.margin)
+        _BUDGETS[key] = budget
+    return budget

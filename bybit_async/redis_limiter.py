@@ -72,7 +72,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from .endpoint_limits import ENDPOINT_LIMITS
 from .errors import LimiterUnavailableError
-from .ratelimit import LocalLimiter, Permit, RateLimits
+from .ratelimit import IpBudget, LimitInForce, LimitSource, LocalLimiter, Permit, RateLimits
 from .redis_scripts import EXCHANGE
 
 if TYPE_CHECKING:
@@ -279,7 +279,12 @@ class _RedisPermit:
             limiter._give_back(self._group, self._seq, sent, self._rolls)
 
 
-_SOURCES = {"c": "configured", "t": "table", "l": "learned", "u": "unknown"}
+_SOURCES: dict[str, LimitSource] = {
+    "c": "configured",
+    "t": "table",
+    "l": "learned",
+    "u": "unknown",
+}
 
 
 class RedisLimiter:
@@ -429,7 +434,7 @@ class RedisLimiter:
         self._fallback_waits: set[asyncio.Future[Any]] = set()
         # This process's own permits, taken with every Redis permit: the fallback
         # while Redis is down (fallback="local"), aware of what was sent before.
-        self._local = LocalLimiter(limits)
+        self._local = LocalLimiter(limits, clock=clock)
         # Set while Redis is taken as down: why, and the clock time to ask it again.
         self._down: str | None = None
         self._probe_at = 0.0
@@ -516,15 +521,13 @@ class RedisLimiter:
         self._bound = longest
         self._set_lease(longest)
 
-    def share_ip(self, budget: Any) -> None:
+    def share_ip(self, budget: IpBudget) -> None:
         """Count this process's own IP permits in *budget*, the process's shared IP budget.
 
         The Redis IP budget (*ip_scope*) is shared across processes as before;
         this is the fallback's and the restart rule's count.
         """
-        share = getattr(self._local, "share_ip", None)
-        if share is not None:
-            share(budget)
+        self._local.share_ip(budget)
 
     # -- the Limiter interface ---------------------------------------------------
 
@@ -608,15 +611,13 @@ class RedisLimiter:
                 self._learned[path] = limit
                 self._kick()
 
-    def limits_in_force(self) -> dict[str, Any]:
-        """The limit in force per budget key this limiter has used, and where it came from.
+    def limits_in_force(self) -> dict[str, LimitInForce]:
+        """Return the limit now of every budget this limiter has used, by key.
 
-        Values are ``LimitInForce(limit, window, source)`` where
-        `bybit_async.ratelimit` has it, else ``(limit, window, source)``.
+        A learned limit is the account's, learned by any engine through Redis.
         """
-        make: Callable[..., Any] = _limit_in_force()
         return {
-            g.key: make(g.limit, g.window, _SOURCES.get(g.source, g.source))
+            g.key: LimitInForce(g.limit, g.window, _SOURCES[g.source])
             for g in self._groups.values()
             if g.signed
         }
@@ -729,20 +730,12 @@ class RedisLimiter:
         )
 
     async def _local_acquire(self, path: str, signed: bool) -> Permit:
-        if signed:
-            return await self._local.acquire(path)
-        return await self._local.acquire(path, signed=False)  # type: ignore[call-arg,unused-ignore]
+        return await self._local.acquire(path, signed=signed)
 
     def _local_observe(
         self, path: str, remaining: int | None, reset_in: float | None, limit: int | None
     ) -> None:
-        if limit is None:
-            self._local.observe(path, remaining, reset_in)
-            return
-        try:
-            self._local.observe(path, remaining, reset_in, limit=limit)  # type: ignore[call-arg,unused-ignore]
-        except TypeError:  # a LocalLimiter that learns no limits
-            self._local.observe(path, remaining, reset_in)
+        self._local.observe(path, remaining, reset_in, limit)
 
     async def _fall_back(self, path: str, signed: bool) -> Permit:
         if self._fallback != "local":
@@ -785,11 +778,9 @@ class RedisLimiter:
 
     def _limit_for(self, key: str) -> tuple[int, float, str]:
         """The limit of budget key *key* before any answer: (limit, window, source)."""
-        configured: Any = self._limits.endpoints.get(key)
+        configured = self._limits.configured(key)
         if configured is not None:
-            if isinstance(configured, int):
-                return configured, self._limits.window, "c"
-            return int(configured.limit), float(configured.window), "c"
+            return configured.limit, configured.window, "c"
         table = ENDPOINT_LIMITS.get(key)
         if table is not None:
             return table.limit, table.window, "t"
@@ -1264,13 +1255,6 @@ class RedisLimiter:
     def _came_back(self) -> None:
         self._down = None
         _log.info("RedisLimiter: Redis at %s answers again; permits shared again", self._where)
-
-
-def _limit_in_force() -> Callable[..., Any]:
-    from . import ratelimit
-
-    made: Callable[..., Any] | None = getattr(ratelimit, "LimitInForce", None)
-    return made if made is not None else (lambda *fields: tuple(fields))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import inspect
 import logging
 import math
 import re
@@ -25,11 +26,14 @@ from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
 from .clock import ServerClock, TimeSample, parse_time_nano
+from .egress import Egress, egress_for, egress_name
 from .encoding import encode_query, json_body
+from .endpoint_limits import CATEGORY_KEYS, budget_key
 from .errors import (
     BybitAPIError,
     BybitError,
@@ -62,19 +66,28 @@ from .events import (
     reason_of,
 )
 from .models import ApiResponse, PositionIdx
-from .positions import EnsureReport, Position
+from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
 from .positions import get_positions as _get_positions
-from .ratelimit import Limiter, LocalLimiter, Permit, RateLimits
+from .ratelimit import (
+    MAX_LEARNED_LIMIT,
+    Limiter,
+    LocalLimiter,
+    Permit,
+    RateLimits,
+    shared_ip_budget,
+)
 from .retry import RetryPolicy, RetryRule, rule_for
 from .signing import Signer, signer_for
 from .stats import SessionStats, StatsRecorder
+from .stream import PositionStream, StreamLink, private_stream_url
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_RATE_LIMITS",
     "HOSTS",
     "BybitSession",
+    "auto_add_margin_params",
 ]
 
 _log = logging.getLogger("bybit_async")
@@ -109,7 +122,6 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 SET_AUTO_ADD_MARGIN: Final = "/v5/position/set-auto-add-margin"
 SERVER_TIME: Final = "/v5/market/time"
 
-_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9-]*\Z")
 # A V5 path: no query, no escapes, nothing a URL parser could read two ways.
 _PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
 
@@ -158,6 +170,32 @@ def _transport_error(exc: BaseException, method: str, path: str, connected: bool
         cls = ConnectError
     detail = str(exc) or type(exc).__name__
     return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """*exc*, or a copy of it that no longer holds the signed request.
+
+    aiohttp's response errors keep the request's headers (the key and the
+    signature) in ``request_info``; the copy keeps its URL and method only,
+    and none of the original's chain.
+    """
+    info = getattr(exc, "request_info", None)
+    if not isinstance(info, aiohttp.RequestInfo):
+        return exc
+    clean = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
+    )
+    scrubbed = copy.copy(exc)
+    vars(scrubbed).update(request_info=clean, history=())
+    scrubbed.args = (clean, ())
+    return scrubbed
+
+
+def _is_coroutine_function(hook: object) -> bool:
+    """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
 def _frameless(error: BaseException | None) -> BaseException | None:
@@ -279,44 +317,6 @@ def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> 
         raise ValueError(f"{name} must be positive, got {value!r}")
 
 
-def auto_add_margin_params(
-    symbol: str,
-    auto_add_margin: bool | int,
-    *,
-    category: str = "linear",
-    position_idx: int | None = None,
-) -> dict[str, Any]:
-    """Validate the arguments of set-auto-add-margin and return its JSON body.
-
-    Raises `TypeError` or `ValueError` for anything Bybit would reject.
-    """
-    if not isinstance(symbol, str):
-        raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
-    if not _SYMBOL.match(symbol):
-        hint = f"; did you mean {symbol.upper()!r}?" if _SYMBOL.match(symbol.upper()) else ""
-        raise ValueError(
-            f"symbol must be uppercase letters, digits and hyphens, got {symbol!r}{hint}"
-        )
-    if category != "linear":
-        raise ValueError(f"set-auto-add-margin supports category 'linear' only, got {category!r}")
-    if isinstance(auto_add_margin, bool) or (
-        isinstance(auto_add_margin, int) and auto_add_margin in (0, 1)
-    ):
-        flag = int(auto_add_margin)
-    elif isinstance(auto_add_margin, int):
-        raise ValueError(f"auto_add_margin must be True/False or 1/0, got {auto_add_margin!r}")
-    else:
-        raise TypeError(f"auto_add_margin must be a bool or 0/1, got {auto_add_margin!r}")
-    params: dict[str, Any] = {"category": category, "symbol": symbol, "autoAddMargin": flag}
-    if position_idx is not None:
-        if isinstance(position_idx, bool) or not isinstance(position_idx, int):
-            raise TypeError(f"position_idx must be 0, 1, 2 or a PositionIdx, got {position_idx!r}")
-        if position_idx not in (0, 1, 2):
-            raise ValueError(f"position_idx must be 0, 1 or 2, got {position_idx!r}")
-        params["positionIdx"] = int(position_idx)
-    return params
-
-
 class BybitSession:
     """An asyncio client for Bybit's V5 REST API.
 
@@ -346,15 +346,25 @@ class BybitSession:
     reset or ``Retry-After`` far ahead) is not waited for: the call raises
     with `BybitError.retry_after` set.  After HTTP 403 or retCode 10018 (an
     IP ban) the session sends nothing for *ban_cooldown* seconds: calls raise
-    `SessionHaltedError` at once (see `resume`).  An answer body over
+    `SessionHaltedError` at once (see `resume`).  Every session of a process
+    that leaves through the same *egress* shares the IP limit's permits and
+    the halt after a ban (`bybit_async.egress`); by default the egress is
+    named after *proxy* and *base_url*'s host, so sessions for several
+    accounts on one host share one IP budget without being told.  An answer body over
     *max_response_bytes* (counted after decompression) raises
     `InvalidResponseError`.  *proxy* is an HTTP proxy URL.
 
     *on_event* is called with an event (`bybit_async.events`) for each
     attempt, retry, limiter wait, call, clock sync, halt and close; one that
-    raises is logged and the call goes on.  The counts and timings that
+    raises is logged and the call goes on.  It is called synchronously on the
+    request path: a coroutine function raises `TypeError` here (hand the event
+    to a queue instead), and a returned coroutine is closed and counted as a
+    callback error.  The counts and timings that
     `stats` returns are kept unless *stats* is false.  *trace_configs* go
     to the `aiohttp.ClientSession` (for tracing, such as OpenTelemetry's).
+
+    *stream_url* is the private WebSocket stream's URL (`stream_positions`);
+    None derives it from *base_url* (see `bybit_async.stream`).
     """
 
     def __init__(
@@ -383,6 +393,8 @@ class BybitSession:
         on_event: EventHook | None = None,
         stats: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        egress: str | None = None,
+        stream_url: str | None = None,
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, got {type(api_key).__name__}")
@@ -404,6 +416,13 @@ class BybitSession:
             _check_deadline(deadline)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        if on_event is not None and _is_coroutine_function(on_event):
+            # Called on the request path, it could never be awaited there.
+            raise TypeError(
+                "on_event must be a plain function, not a coroutine function: it is "
+                "called synchronously; to do async work, hand the event to a queue "
+                "or to loop.create_task from a plain function"
+            )
         if not isinstance(stats, bool):
             raise TypeError(f"stats must be a bool, got {stats!r}")
         if trace_configs is not None:
@@ -419,10 +438,22 @@ class BybitSession:
         base_url = HOSTS.get(base_url, base_url).rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL or one of {sorted(HOSTS)}")
+        # The private stream's URL (bybit_async.stream): a bad one fails here, before any I/O.
+        self._stream_url = private_stream_url(base_url, stream_url)
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise ValueError("proxy must be an http(s) URL")
+        if egress is not None:
+            if not isinstance(egress, str):
+                raise TypeError(f"egress must be a str, got {type(egress).__name__}")
+            if not egress.strip():
+                raise ValueError("egress must be a non-empty name")
+        # The IP limits of the process-wide budget this session joins, if it limits.
+        self._ip_limits = rate_limits
         if limiter is None and rate_limits is not None:
             limiter = LocalLimiter(rate_limits)
+        elif limiter is not None:
+            limits = getattr(limiter, "limits", None)
+            self._ip_limits = limits if isinstance(limits, RateLimits) else DEFAULT_RATE_LIMITS
         # A limiter shared between processes may name its budget after the key.
         bind_api_key = getattr(limiter, "bind_api_key", None)
         if bind_api_key is not None:
@@ -463,6 +494,9 @@ class BybitSession:
         self._ban_cooldown = ban_cooldown
         # Set after an IP ban: (loop time until which nothing is sent, the error).
         self._halted: tuple[float, BybitError] | None = None
+        self._egress_name = egress if egress is not None else egress_name(base_url, proxy)
+        # Joined at the first call, in the loop the session then belongs to.
+        self._egress: Egress | None = None
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
         # The loop of the first call: the pool, limiter and clock belong to it.
@@ -473,6 +507,9 @@ class BybitSession:
         # Queued calls map to whether none of their attempts was sent before.
         self._queued: dict[asyncio.Task[Any], bool] = {}
         self._sleeping: set[asyncio.Task[Any]] = set()
+        # The calls under way that sent something -> the number of their last
+        # attempt to reach the network (none: nothing of the call was sent).
+        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -533,6 +570,8 @@ class BybitSession:
         self._clock.cancel(
             SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
         )
+        if self._egress is not None:
+            self._egress.detach(self)
         http, self._http = self._http, None
         if http is not None:
             await http.close()
@@ -583,9 +622,38 @@ class BybitSession:
         return f"<BybitSession {base_url} api_key={key!r} {state}>"
 
     def resume(self) -> None:
-        """Send again before the cool-off after an IP ban has ended."""
+        """Send again before the cool-off after an IP ban has ended.
+
+        Every session of the same egress resumes with this one.
+        """
+        if self._egress is not None:
+            self._egress.resume()
         if self._halted is not None:
             self._resumed(early=True)
+
+    @property
+    def egress(self) -> str:
+        """The name of the egress whose IP budget and ban this session shares."""
+        return self._egress_name
+
+    def egress_halted(
+        self, halted: tuple[float, BybitError] | None, cooldown: float, early: bool
+    ) -> None:
+        """Take in a halt of this session's egress (called by `bybit_async.egress.Egress`)."""
+        if halted is None:
+            if self._halted is not None:
+                self._resumed(early=early)
+            return
+        if self._halted is not None and self._halted[0] >= halted[0]:
+            return
+        self._halted = halted
+        error = halted[1]
+        if self._stats is not None:
+            self._stats.halted(True)
+        if self._on_event is not None:
+            self._emit(SessionHalted(time.time(), reason_of(error), cooldown))
+        for task in [*self._queued, *self._sleeping]:
+            self._interrupt(task, self._halted_reason)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of the session's counts and timings (`bybit_async.stats`).
@@ -595,13 +663,19 @@ class BybitSession:
         if self._stats is None:
             raise RuntimeError("this session was created with stats=False")
         halted = self._halted is not None and self._halted[0] > time.monotonic()
-        return self._stats.snapshot(halted=halted)
+        in_force = getattr(self._limiter, "limits_in_force", None)
+        limits = in_force() if in_force is not None else {}
+        return self._stats.snapshot(halted=halted, limits=limits)
 
     def _emit(self, event: Event) -> None:
         """Give *event* to ``on_event``; what it raises is logged, never passed on."""
         assert self._on_event is not None
         try:
-            self._on_event(event)
+            returned = self._on_event(event)
+            if returned is not None and inspect.isawaitable(returned):
+                if inspect.iscoroutine(returned):
+                    returned.close()  # never awaited: no "never awaited" warning
+                raise TypeError("on_event returned a coroutine, which is never awaited")
         except Exception as exc:
             if self._stats is not None:
                 self._stats.callback_failed()
@@ -633,14 +707,13 @@ class BybitSession:
         raise SessionHaltedError(cause, resume_in, method=method, path=path)
 
     def _halt(self, error: BybitError) -> None:
-        """Stop sending for the cool-off, and tell the calls waiting to send at once."""
-        self._halted = (time.monotonic() + self._ban_cooldown, error)
-        if self._stats is not None:
-            self._stats.halted(True)
-        if self._on_event is not None:
-            self._emit(SessionHalted(time.time(), reason_of(error), self._ban_cooldown))
-        for task in [*self._queued, *self._sleeping]:
-            self._interrupt(task, self._halted_reason)
+        """Stop this session and every other of its egress for the cool-off."""
+        if self._egress is not None:
+            self._egress.halt(error, self._ban_cooldown)
+        else:  # not yet bound to a loop (cannot happen on an answer); alone then
+            self.egress_halted(
+                (time.monotonic() + self._ban_cooldown, error), self._ban_cooldown, False
+            )
 
     def _halted_reason(self, method: str, path: str) -> BybitError:
         if self._halted is not None:
@@ -680,11 +753,21 @@ class BybitSession:
                     "close it there"
                 )
             self._loop = loop
+            self._join_egress(loop)
         return loop
+
+    def _join_egress(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Share the IP budget and the ban of the sessions of this loop with the same egress."""
+        egress = self._egress = egress_for(loop, self._egress_name)
+        share_ip = getattr(self._limiter, "share_ip", None)
+        if share_ip is not None and self._ip_limits is not None:
+            share_ip(shared_ip_budget(loop, self._egress_name, self._ip_limits))
+        egress.attach(self)
 
     def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
         """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        return not self._queued.get(task, False)
+        # A call waiting for its first permit or clock sync has sent nothing.
+        return task in self._attempted
 
     def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
         self._interrupt(
@@ -735,9 +818,12 @@ class BybitSession:
             # Another cancellation besides the session's own wins (3.11+ can tell).
             if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
                 if self._observed:
-                    self._call_ended(method, path, started, _CANCELLED, 0)
+                    self._call_ended(
+                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
+                    )
                 raise
             error = reason(method, path)
+            error.attempts = max(1, self._attempted.get(task, 0))
             if self._observed:
                 self._call_ended(method, path, started, reason_of(error), error.attempts)
             raise error from None
@@ -756,6 +842,7 @@ class BybitSession:
             if timer is not None:
                 timer.cancel()
             reason = self._calls.pop(task)
+            self._attempted.pop(task, None)
             if reason is not None and not converted and sys.version_info >= (3, 11):
                 task.uncancel()  # the cancellation was swallowed on the way: undo its count
 
@@ -844,7 +931,9 @@ class BybitSession:
             )
         if idempotent is None:
             idempotent = method == "GET"
-        return await self._call(method, path, url, payload, signed, idempotent, deadline)
+        # Trade endpoints are limited per business line: the category picks the budget.
+        key = budget_key(path, (params or {}).get("category")) if path in CATEGORY_KEYS else path
+        return await self._call(method, path, url, payload, signed, idempotent, deadline, key)
 
     async def _call(
         self,
@@ -855,26 +944,34 @@ class BybitSession:
         signed: bool,
         idempotent: bool,
         deadline: float | None = None,
+        key: str | None = None,
     ) -> ApiResponse:
         return await self._guard(
             method,
             path,
             self._deadline if deadline is None else deadline,
-            self._attempts(method, path, url, payload, signed, idempotent),
+            self._attempts(method, path, url, payload, signed, idempotent, key or path),
         )
 
     async def _attempts(
-        self, method: str, path: str, url: URL, payload: bytes, signed: bool, idempotent: bool
+        self,
+        method: str,
+        path: str,
+        url: URL,
+        payload: bytes,
+        signed: bool,
+        idempotent: bool,
+        key: str,
     ) -> ApiResponse:
         # The first attempt is made here, not through RetryPolicy.call: a request
         # that succeeds at once then passes through one coroutine fewer.
         try:
-            return await self._send(method, path, url, payload, signed, 1)
+            return await self._send(method, path, url, payload, signed, key, 1)
         except BybitError as error:
             first = error
         return await self._retry.retry(
             first,
-            functools.partial(self._send, method, path, url, payload, signed),
+            functools.partial(self._send, method, path, url, payload, signed, key),
             idempotent=idempotent,
             before_retry=self._before_retry,
             on_retry=self._retried if self._observed else None,
@@ -899,15 +996,18 @@ class BybitSession:
             raise unsent from error
 
     async def _send(
-        self, method: str, path: str, url: URL, payload: bytes, signed: bool, number: int
+        self, method: str, path: str, url: URL, payload: bytes, signed: bool, key: str, number: int
     ) -> ApiResponse:
         if self._halted is not None:
             self._check_halted(method, path)
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
-        permit = await self._acquire(method, path, number)
+        permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
+        task = asyncio.current_task()
+        if task in self._calls:
+            self._attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(
@@ -920,7 +1020,17 @@ class BybitSession:
             self._signed_headers(payload) if signed else self._headers,
             number,
         )
-        return self._classify(method, path, status, resp_headers, body, generation, number, latency)
+        return self._classify(
+            method,
+            path,
+            status,
+            resp_headers,
+            body,
+            generation,
+            number,
+            latency,
+            key if signed else None,
+        )
 
     def _signed_headers(self, payload: bytes) -> dict[str, str]:
         timestamp = str(self._clock.now_ms())
@@ -930,8 +1040,14 @@ class BybitSession:
             "X-BAPI-SIGN": self._signer.sign(timestamp.encode() + self._key_window + payload),
         }
 
-    async def _acquire(self, method: str, path: str, number: int = 1) -> Permit | None:
-        """Wait for the limiter's permit for attempt *number*; None when there is no limiter."""
+    async def _acquire(
+        self, method: str, path: str, number: int = 1, key: str | None = None, signed: bool = False
+    ) -> Permit | None:
+        """Wait for the limiter's permit of budget *key* for attempt *number* of a call to *path*.
+
+        None when there is no limiter.  A request that is not *signed* takes
+        an IP permit only.
+        """
         if self._limiter is None:
             return None
         task = asyncio.current_task()
@@ -940,7 +1056,7 @@ class BybitSession:
             queued[task] = number == 1
         started = time.perf_counter() if self._observed else 0.0
         try:
-            permit = await self._limiter.acquire(path)
+            permit = await self._limiter.acquire(key or path, signed=signed)
         except LimiterUnavailableError as error:
             error.method = method
             raise
@@ -1002,7 +1118,7 @@ class BybitSession:
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = exc
+            failure.__cause__ = _scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks
@@ -1071,6 +1187,22 @@ class BybitSession:
                 )
             )
 
+    def _observe_limit(
+        self,
+        method: str,
+        path: str,
+        key: str,
+        remaining: int | None,
+        reset_in: float | None,
+        limit: int | None,
+    ) -> None:
+        """Tell the limiter of an answer's limit headers; an absurd limit is left out."""
+        assert self._limiter is not None
+        if limit is not None and not 1 <= limit <= MAX_LEARNED_LIMIT:
+            _log.debug("%s %s: X-Bapi-Limit %d ignored", method, path, limit)
+            limit = None
+        self._limiter.observe(key, remaining, reset_in, limit)
+
     def _classify(
         self,
         method: str,
@@ -1081,13 +1213,20 @@ class BybitSession:
         generation: int,
         number: int,
         latency: float,
+        key: str | None = None,
     ) -> ApiResponse:
-        """Return the answer as an `ApiResponse`, or raise the error it means."""
+        """Return the answer as an `ApiResponse`, or raise the error it means.
+
+        *key* is the budget the limiter is told the answer's limit headers
+        of (None: a public request, whose headers say nothing of a budget).
+        """
         clock = self._clock
         limit = _int_header(resp_headers, "X-Bapi-Limit")
         limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
         reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
+        if limit is not None and limit_status is None and self._limiter is not None and key:
+            self._observe_limit(method, path, key, None, None, limit)
         if limit_status is not None:
             # Late rather than early: the reset is in server time, known only so well.
             reset_in = (
@@ -1095,10 +1234,11 @@ class BybitSession:
                 if reset_at is None
                 else (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
             )
-            if self._limiter is not None:
+            if self._limiter is not None and key is not None:
                 # A reset further ahead than the cap is not trusted to hold the endpoint.
                 capped = reset_in is not None and reset_in > self._max_server_wait
-                self._limiter.observe(path, limit_status, None if capped else reset_in)
+                reset = None if capped else reset_in
+                self._observe_limit(method, path, key, limit_status, reset, limit)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
         if retry_after is None and (header := _int_header(resp_headers, "Retry-After")):
@@ -1348,8 +1488,15 @@ class BybitSession:
         hedge mode); with *settle_coin* (such as ``"USDT"``) and no symbol,
         every open position settled in it.  Pages of 200 are read, following
         ``nextPageCursor`` to the end; reads are retried like any idempotent call.
+        The session's *deadline* bounds the whole read, every page included.  A
+        list that does not end (more than `positions.MAX_PAGES` pages, or
+        a page over the limit) raises `InvalidResponseError`; a page that
+        adds no new position ends it, and each (symbol, position_idx) is
+        returned once.
         """
-        return await _get_positions(self, category, symbol=symbol, settle_coin=settle_coin)
+        return await _get_positions(
+            self, category, symbol=symbol, settle_coin=settle_coin, deadline=self._deadline
+        )
 
     async def ensure_auto_add_margin(
         self,
@@ -1367,6 +1514,9 @@ class BybitSession:
         otherwise the named symbols, open or not, every position of each (both
         sides in hedge mode).  Then sends set-auto-add-margin, concurrently
         through `set_auto_add_margin`, only to positions whose flag differs.
+        A named symbol with no open position is written without a read (its
+        write answers "not modified" when nothing changes, and costs less than
+        the read would); a dry run reads it instead.
         Returns an `EnsureReport` with one row per position; a failed read or
         write is a ``"failed"`` row and stops nothing else, and a position
         Bybit refuses the flag (cross or portfolio margin, 110076/110077) is
@@ -1375,9 +1525,67 @@ class BybitSession:
         skipped without a write.  With *dry_run*, only reads: the report is the
         plan.  Raises `TypeError` or `ValueError` for a bad argument before
         sending anything, and a settle coin's read error (nothing is written then).
+        The session's *deadline* bounds all the reads together; each write is a
+        call of its own.
         """
         return await _ensure_auto_add_margin(
-            self, symbols, on, settle_coin=settle_coin, classic=classic, dry_run=dry_run
+            self,
+            symbols,
+            on,
+            settle_coin=settle_coin,
+            classic=classic,
+            dry_run=dry_run,
+            deadline=self._deadline,
+        )
+
+    # -- live positions ---------------------------------------------------------
+
+    @property
+    def stream_url(self) -> str:
+        """The private WebSocket stream's URL."""
+        return self._stream_url
+
+    def _stream_link(self) -> StreamLink:
+        """What a `PositionStream` needs of this session: pool, key, signer, hooks."""
+        self._own_loop()
+        http = self._http or self._open("GET", "/v5/private")
+        return StreamLink(
+            self._stream_url,
+            http,
+            self._api_key,
+            self._signer.sign,
+            self._proxy,
+            self._emit if self._on_event is not None else None,
+            self._stats,
+        )
+
+    def stream_positions(self, category: str = "linear", **options: Any) -> PositionStream:
+        """Return a `PositionStream` of this account's position updates.
+
+        Use it as ``async with session.stream_positions() as stream: async for
+        position in stream: ...``.  *options* are `PositionStream`'s
+        (``settle_coin``, ``ping_interval``, back-off and limits).  Raises
+        `ValueError` or `TypeError` for a bad argument, before any I/O.
+        """
+        return PositionStream(self, category, **options)
+
+    async def guard_auto_add_margin(
+        self,
+        on: bool | int = True,
+        symbols: Iterable[str] | None = None,
+        *,
+        settle_coin: str = "USDT",
+        on_action: Callable[[EnsureRow], object] | None = None,
+        **stream_options: Any,
+    ) -> None:
+        """Keep auto-add-margin *on* (or off) on positions as they open and change, until cancelled.
+
+        See `bybit_async.guard.guard_auto_add_margin`.
+        """
+        from .guard import guard_auto_add_margin
+
+        await guard_auto_add_margin(
+            self, on, symbols, settle_coin=settle_coin, on_action=on_action, **stream_options
         )
 
 

@@ -20,11 +20,16 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+from .ratelimit import LimitInForce
 
 __all__ = [
+    "MAX_KEYS",
+    "OTHER",
+    "OTHER_CODE",
     "SAMPLES",
     "LimitStatus",
     "PathStats",
@@ -36,7 +41,30 @@ __all__ = [
 #: How many of the latest values of each series the percentiles are over.
 SAMPLES: Final = 1024
 
+#: How many distinct keys each count by retCode, status or reason keeps: a
+#: server controls them, so the rest are counted together under `OTHER` or
+#: `OTHER_CODE`.
+MAX_KEYS: Final = 64
+#: The reason the counts by reason file the rest under, past `MAX_KEYS`.
+OTHER: Final = "other"
+#: The retCode or HTTP status the counts by code file the rest under, past `MAX_KEYS`.
+OTHER_CODE: Final = -1
+
 _EMPTY: Mapping[Any, int] = MappingProxyType({})
+_NO_LIMITS: Mapping[str, LimitInForce] = MappingProxyType({})
+
+# Disjoint spans of limiter waits kept to merge later waits with.
+_WAIT_SPANS: Final = 64
+
+_K = TypeVar("_K")
+
+
+def _count(counts: Counter[_K], key: _K, other: _K) -> None:
+    """Add one to *key* in *counts*, or to *other* once `MAX_KEYS` keys are there."""
+    if key in counts or len(counts) < MAX_KEYS:
+        counts[key] += 1
+    else:
+        counts[other] += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +126,10 @@ class PathStats:
     *requests* counts attempts that were made; *errors* those that did not
     succeed.  *by_status* counts answers by HTTP status, *by_ret_code* by
     retCode (0 included), and *failures* the attempts that got no answer by
-    reason (such as ``"RequestTimeout"``).  *latency* is from sending to the
-    body read, answers only; *limit* the last rate-limit headers.
+    reason (such as ``"RequestTimeout"``); past `MAX_KEYS` distinct keys the
+    rest are counted under `OTHER_CODE` (-1) or `OTHER` (``"other"``).
+    *latency* is from sending to the body read, answers only; *limit* the last
+    rate-limit headers.
     """
 
     requests: int
@@ -120,12 +150,23 @@ class SessionStats:
     ``set_auto_add_margin``, ``request``, ...), *calls_failed* those that
     raised, by reason.  *requests* and *errors* total the attempts over
     *paths*.  *retries* counts retries by the reason of the failure before
-    them, and *rate_limited* the answers with retCode 10006.  *limiter_wait*
-    is every wait for the rate limiter, zero-length ones included.
+    them, and *rate_limited* the answers with retCode 10006.  Counts by reason
+    keep `MAX_KEYS` distinct reasons, the rest under `OTHER`.  *limiter_wait*
+    is every wait for the rate limiter, zero-length ones included: its
+    *total* is summed over the calls, so waits that overlap add up (and can
+    exceed *elapsed*); *limiter_wait_wall* is the wall time, in seconds,
+    during which at least one call waited.
     *clock_offset_ms* and *clock_round_trip_ms* are from the last of
     *clock_syncs* syncs (None before the first).  *halted* says whether an IP
     ban stops sending now, after *halts* halts; *callback_errors* counts
-    exceptions raised by ``on_event``.
+    exceptions raised by ``on_event``.  *limits* holds, for each rate-limit
+    budget the session has used, the limit in force and where it came from
+    (`bybit_async.ratelimit.LimitInForce`: ``table``, ``learned``,
+    ``configured`` or ``unknown``).  The private stream
+    (`bybit_async.stream`) counts *stream_messages* received,
+    *stream_reconnects*, *stream_snapshots* (position-list reads after a
+    connect), *stream_stale* updates dropped as older than one already
+    yielded, and *stream_bad* pushes skipped as malformed.
     """
 
     started_at: float
@@ -144,11 +185,60 @@ class SessionStats:
     halted: bool
     halts: int
     callback_errors: int
+    stream_messages: int = 0
+    stream_reconnects: int = 0
+    stream_snapshots: int = 0
+    stream_stale: int = 0
+    stream_bad: int = 0
+    limiter_wait_wall: float = 0.0
+    limits: Mapping[str, LimitInForce] = field(default_factory=lambda: _NO_LIMITS)
 
     @property
     def retried(self) -> int:
         """The number of retries, all reasons together."""
         return sum(self.retries.values())
+
+    def __str__(self) -> str:
+        """A few short lines for a log or ``print``: the counts, waits and each path."""
+        failed = ", ".join(f"{k}: {n}" for k, n in sorted(self.calls_failed.items()))
+        retries = ", ".join(f"{k}: {n}" for k, n in sorted(self.retries.items()))
+        wait = self.limiter_wait
+        lines = [
+            f"session stats over {self.elapsed:.1f} s: {self.calls} calls, "
+            f"{sum(self.calls_failed.values())} failed{f' ({failed})' if failed else ''}",
+            f"  requests: {self.requests}, errors: {self.errors}, retries: {self.retried}"
+            f"{f' ({retries})' if retries else ''}, 10006 answers: {self.rate_limited}",
+            f"  limiter wait: {self.limiter_wait_wall:.3f} s of wall time; summed over "
+            f"{wait.count} waits {wait.total:.3f} s (p99 {wait.p99 * 1e3:.1f} ms, max "
+            f"{wait.max * 1e3:.1f} ms)",
+        ]
+        if self.clock_offset_ms is not None:
+            lines.append(
+                f"  clock: offset {self.clock_offset_ms} ms, round trip "
+                f"{self.clock_round_trip_ms} ms, syncs: {self.clock_syncs}"
+            )
+        if self.halted or self.halts or self.callback_errors:
+            lines.append(
+                f"  halted: {'yes' if self.halted else 'no'} ({self.halts} halts), "
+                f"on_event errors: {self.callback_errors}"
+            )
+        for name, path in self.paths.items():
+            codes = ", ".join(f"{code}: {n}" for code, n in path.by_ret_code.items())
+            failures = ", ".join(f"{k}: {n}" for k, n in sorted(path.failures.items()))
+            line = (
+                f"  {name}: {path.requests} requests, {path.errors} errors, latency p50 "
+                f"{path.latency.p50 * 1e3:.1f} ms, p99 {path.latency.p99 * 1e3:.1f} ms"
+            )
+            lines.append(line)
+            if codes:
+                lines.append(f"    by retCode: {codes}")
+            if failures:
+                lines.append(f"    no answer: {failures}")
+            if path.limit is not None:
+                lines.append(
+                    f"    limit: {path.limit.remaining} of {path.limit.limit} left in the window"
+                )
+        return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the snapshot as JSON-ready values: dicts, lists, str, numbers, None.
@@ -167,6 +257,8 @@ class SessionStats:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, LimitInForce):
+        return value._asdict()
     if isinstance(value, (Percentiles, LimitStatus, PathStats)):
         return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
     if isinstance(value, Mapping):
@@ -235,18 +327,31 @@ class StatsRecorder:
         "_clock_syncs",
         "_halted",
         "_halts",
+        "_monotonic",
         "_paths",
         "_rate_limited",
         "_retries",
         "_started_at",
+        "_stream",
         "_wait_count",
+        "_wait_spans",
         "_wait_total",
+        "_wait_wall",
         "_waits",
         "_wall",
     )
 
-    def __init__(self, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self._wall = wall
+        # messages, reconnects, snapshots, stale, bad: the private stream's counts,
+        # zeroed in place by reset() since a stream holds the list (see stream_counts).
+        self._stream: list[int] = [0, 0, 0, 0, 0]
+        self._monotonic = monotonic
         self.reset()
 
     def reset(self) -> None:
@@ -260,11 +365,17 @@ class StatsRecorder:
         self._waits: deque[float] = deque(maxlen=SAMPLES)
         self._wait_count = 0
         self._wait_total = 0.0
+        # The union of the waits so far: its length, and its last disjoint
+        # spans [start, end] (older ones are final: no wait reaches back past
+        # _WAIT_SPANS gaps in practice, and if one does it is counted twice).
+        self._wait_wall = 0.0
+        self._wait_spans: deque[list[float]] = deque(maxlen=_WAIT_SPANS)
         self._clock: tuple[int, int] | None = None
         self._clock_syncs = 0
         self._halted = False
         self._halts = 0
         self._callback_errors = 0
+        self._stream[:] = [0, 0, 0, 0, 0]
 
     def _path(self, path: str) -> _Path:
         row = self._paths.get(path)
@@ -293,9 +404,9 @@ class StatsRecorder:
             row.requests += 1
             if not ok:
                 row.errors += 1
-            row.by_status[status] += 1
+            _count(row.by_status, status, OTHER_CODE)
             if ret_code is not None:
-                row.by_ret_code[ret_code] += 1
+                _count(row.by_ret_code, ret_code, OTHER_CODE)
                 if ret_code == 10006:
                     self._rate_limited += 1
         row.latency.append(latency)
@@ -309,23 +420,36 @@ class StatsRecorder:
         row = self._path(path)
         row.requests += 1
         row.errors += 1
-        row.failures[reason] += 1
+        _count(row.failures, reason, OTHER)
 
     def retried(self, reason: str) -> None:
         """Count a retry after a failure for *reason*."""
-        self._retries[reason] += 1
+        _count(self._retries, reason, OTHER)
 
     def waited(self, seconds: float) -> None:
-        """Record one wait for the rate limiter."""
+        """Record one wait for the rate limiter, which ended now."""
         self._waits.append(seconds)
         self._wait_count += 1
         self._wait_total += seconds
+        if seconds <= 0:
+            return
+        end = self._monotonic()
+        start = end - seconds
+        spans = self._wait_spans
+        # Waits are reported as they end, so every span ends before this one:
+        # those reaching into it merge with it.
+        while spans and spans[-1][1] >= start:
+            old_start, old_end = spans.pop()
+            self._wait_wall -= old_end - old_start
+            start = min(start, old_start)
+        spans.append([start, end])
+        self._wait_wall += end - start
 
     def call_ended(self, reason: str | None) -> None:
         """Count a call that returned (*reason* None) or raised for *reason*."""
         self._calls += 1
         if reason is not None:
-            self._calls_failed[reason] += 1
+            _count(self._calls_failed, reason, OTHER)
 
     def clock_synced(self, offset_ms: int, round_trip_ms: int) -> None:
         """Record a clock sync."""
@@ -338,12 +462,41 @@ class StatsRecorder:
             self._halts += 1
         self._halted = on
 
+    def stream_counts(self) -> list[int]:
+        """The private stream's counts, which a stream adds to in place, one add per push.
+
+        In order: messages, reconnects, snapshots, stale updates, bad pushes.
+        """
+        return self._stream
+
+    def stream_counted(
+        self,
+        messages: int = 0,
+        reconnects: int = 0,
+        snapshots: int = 0,
+        stale: int = 0,
+        bad: int = 0,
+    ) -> None:
+        """Add to the private stream's counts."""
+        counts = self._stream
+        counts[0] += messages
+        counts[1] += reconnects
+        counts[2] += snapshots
+        counts[3] += stale
+        counts[4] += bad
+
     def callback_failed(self) -> None:
         """Count an exception raised by ``on_event``."""
         self._callback_errors += 1
 
-    def snapshot(self, *, halted: bool | None = None) -> SessionStats:
-        """Return what was recorded so far; *halted*, if given, is the halt's state now."""
+    def snapshot(
+        self, *, halted: bool | None = None, limits: Mapping[str, LimitInForce] | None = None
+    ) -> SessionStats:
+        """Return what was recorded so far.
+
+        *halted*, if given, is the halt's state now, and *limits* the limits
+        in force by budget.
+        """
         paths = {name: row.snapshot() for name, row in sorted(self._paths.items())}
         clock = self._clock
         return SessionStats(
@@ -363,4 +516,11 @@ class StatsRecorder:
             halted=self._halted if halted is None else halted,
             halts=self._halts,
             callback_errors=self._callback_errors,
+            stream_messages=self._stream[0],
+            stream_reconnects=self._stream[1],
+            stream_snapshots=self._stream[2],
+            stream_stale=self._stream[3],
+            stream_bad=self._stream[4],
+            limiter_wait_wall=self._wait_wall,
+            limits=MappingProxyType(dict(sorted((limits or {}).items()))),
         )

@@ -120,3 +120,53 @@ def test_observability_target_is_the_median_per_round_ratio_of_stats_over_off() 
     row = next(line for line in text.splitlines() if line.startswith("| stats on + on_event"))
     assert "1.060 (1.060-1.060)" in row, row
     assert "0.96 µs per request" in text
+
+
+def _stream(p99_ms: float, storm_ratio: float, duplicates: int) -> dict[str, Any]:
+    return {
+        "delay": {"low": 0.0075, "high": 0.0125},
+        "limit": 10,
+        "machine_note": "noisy",
+        "reaction": {"samples": 3, "p50_ms": 20.0, "p99_ms": p99_ms, "goal_ms": 35.0},
+        "storm": {
+            "positions": 1000,
+            "wall_s": 99.0 * storm_ratio,
+            "minimum_s": 99.0,
+            "ratio": storm_ratio,
+            "writes": 1000,
+            "rate_limited": 0,
+            "left_wrong": 0,
+        },
+        "drops": {
+            "positions": 200,
+            "rounds": 10,
+            "changed_per_round": 20,
+            "writes": 200 + duplicates,
+            "duplicates": duplicates,
+            "left_wrong": 0,
+            "converge_ms": summary([1000.0]),
+            "downtime_ms": summary([40.0]),
+            "round_over_bound": summary([1.1]),
+        },
+        "pushes": {
+            "pushes": 1000,
+            "distinct_positions": 10,
+            "orjson_us": 1.0,
+            "stream_us": 6.0,
+            "ratio": 6.0,
+            "rss_mib_samples": [100.0, 100.2],
+        },
+    }
+
+
+def test_stream_targets_follow_the_goals() -> None:
+    good = {
+        t["target"]: t["pass"] for t in report.evaluate_targets({"stream": _stream(30, 1.04, 0)})
+    }
+    assert all(good.values())
+    assert len(good) == 4
+    bad = report.evaluate_targets({"stream": _stream(36, 1.09, 1)})
+    assert [t["pass"] for t in bad] == [False, False, False, True]
+    text = report.render_tables({"stream": _stream(30, 1.04, 0)})
+    assert "## 9. Live positions" in text
+    assert "6.00 µs per push vs 1.00 µs" in text

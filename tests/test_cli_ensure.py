@@ -111,6 +111,23 @@ async def test_named_symbols_hedge_sides_and_a_failure_exit_1(sim: BybitSimulato
     assert sim.count(WRITE) == 3
 
 
+async def test_named_symbols_with_nothing_open_are_written_without_a_read(
+    sim: BybitSimulator,
+) -> None:
+    sim.set_position("ETHUSDT", hedge=True)  # hedge mode, nothing open
+    sim.set_position("XRPUSDT", auto_add_margin=1)  # one-way, nothing open, already on
+    ran = await ensure(sim, "ETHUSDT", "XRPUSDT", "BTCUSDT", "--on")
+    assert ran.status == 0, ran.err
+    ran.assert_clean()
+    assert "3 not open, to write without a read" in ran.out
+    rows = ran.table()
+    assert list(rows) == ["ETHUSDT (buy)", "ETHUSDT (sell)", "XRPUSDT", "BTCUSDT"]
+    assert [row[0] for row in rows.values()] == ["set", "set", "already on", "set"]
+    # The page, then ETHUSDT's read once Bybit said it is in hedge mode.
+    assert sim.count(LIST) == 2
+    assert "4 positions in " in ran.out
+
+
 async def test_json_failure_and_several_settle_coins(sim: BybitSimulator) -> None:
     sim.set_position("BTCPERP", size=1)
     sim.set_position("BTCUSDT", size=1)
@@ -137,16 +154,80 @@ async def test_a_failed_read_exits_1_and_writes_nothing(sim: BybitSimulator) -> 
     ran = await ensure(sim, "--on", "--json")
     assert ran.status == 1
     assert "reading positions failed" in ran.err
-    assert ran.out == ""
+    # No position to list: only the summary record, so a script still gets one.
+    (record,) = [json.loads(line) for line in ran.out.splitlines()]
+    assert record["summary"]["requests"] == len(sim.requests)
     assert sim.count(WRITE) == 0
 
 
 async def test_help_documents_exit_status_and_skipped() -> None:
     ran = await run(ENSURE, "--help", env=cli_env())
     assert ran.status == 0
-    assert "skipped alone is not a failure" in " ".join(ran.out.split())
+    text = " ".join(ran.out.split())
+    assert "skipped alone is not a failure" in text
+    assert "130 interrupted (SIGINT), 143 terminated (SIGTERM)" in text
     for option in ("--settle-coin", "--dry-run", "--classic", "--json"):
         assert option in ran.out
+    for option in ("--failures-only", "--summary-only"):
+        assert option in ran.out
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    section = " ".join(page[page.index(f"## `{ENSURE}`") :].split())
+    assert "143" in section
+
+
+async def test_failures_only_and_summary_only(sim: BybitSimulator) -> None:
+    names = open_positions(sim, 6, 3)
+    sim.inject(Fault.ret_code(10005), path=WRITE, times=1000)  # every write fails
+    failures, summary, summary_json = await asyncio.gather(
+        ensure(sim, "--on", "--failures-only"),
+        ensure(sim, "--on", "--summary-only"),
+        ensure(sim, "--on", "--summary-only", "--json"),
+    )
+    assert failures.status == summary.status == summary_json.status == 1
+    rows = failures.table()
+    assert list(rows) == names[3:], failures.out
+    assert [row[0] for row in rows.values()] == ["failed"] * 3
+    assert "6 positions in " in failures.out
+    assert summary.table() == {}
+    assert "6 positions in " in summary.out
+    counts, last = (json.loads(line) for line in summary_json.out.splitlines())
+    assert (counts["symbols"], counts["failed"], counts["already_on"]) == (6, 3, 3)
+    assert "summary" in last
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_sigterm_during_the_reads_still_prints_the_summary(sim: BybitSimulator) -> None:
+    open_positions(sim, 3, 1)
+    sim.inject(Fault.stall(), path=LIST)
+    proc = await asyncio.create_subprocess_exec(
+        *PYTHON,
+        "-m",
+        "bybit_async",
+        ENSURE,
+        "--on",
+        "--base-url",
+        sim.url,
+        *FAST,
+        "--json",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(sim),
+    )
+    try:
+        await asyncio.wait_for(sim.wait_for_requests(2), DEADLINE)  # the clock sync, the read
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    proc.send_signal(signal.SIGTERM)
+    ran = await finish(proc, EXIT_AFTER_SIGINT)
+    assert ran.status == 143
+    ran.assert_clean()
+    assert "terminated (SIGTERM) while reading positions: nothing was written" in ran.errors
+    (record,) = [json.loads(line) for line in ran.out.splitlines()]
+    assert record["summary"]["calls_failed"] == {"cancelled": 1}
+    assert sim.count(WRITE) == 0
 
 
 async def test_cli_page_documents_every_option() -> None:

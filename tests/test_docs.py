@@ -14,6 +14,9 @@ with these tags:
 ``pytest``
     A test module: written to a temporary directory and run with pytest in a
     subprocess, with ``asyncio_mode = "auto"`` as docs/testing.md says to configure.
+``no-config``
+    With ``pytest``: run with no configuration file at all (pytest-asyncio's
+    strict mode, its loop scope option unset), as a new user's project is.
 ``py311``
     Needs Python 3.11 or later (``asyncio.TaskGroup``, ``except*``); skipped on 3.10.
 
@@ -43,10 +46,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 import bybit_async
-from bybit_async import errors, retry, session, testing
+from bybit_async import errors, positions, retry, session, testing
 from bybit_async.testing import BybitSimulator
 from bybit_async.testing.accounts import SYMBOL_PATTERN as SIM_SYMBOL
 
@@ -54,7 +58,7 @@ from .redis_fixtures import redis_server as redis_server  # for examples that re
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TAGS = {"fragment", "pytest", "py311"}
+TAGS = {"fragment", "pytest", "py311", "no-config"}
 HOSTS = dict(session.HOSTS)  # the real hosts, before any test redirects them
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
@@ -175,7 +179,8 @@ asyncio_default_fixture_loop_scope = "function"
 
 @pytest.mark.parametrize("block", _params(_select(with_tag="pytest")))
 def test_pytest_example(block: Block, tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text(PYTEST_CONFIG)
+    if "no-config" not in block.tags:
+        (tmp_path / "pyproject.toml").write_text(PYTEST_CONFIG)
     (tmp_path / "test_example.py").write_text(block.source)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONASYNCIODEBUG"] = "1"
@@ -295,6 +300,58 @@ def test_errors_page_table_matches_the_code() -> None:
     assert all(getattr(bybit_async, cls.__name__) is cls for cls in classes)
 
 
+def test_readme_figures_each_have_a_date() -> None:
+    """A figure says when it was measured: the code moves on, the figure does not."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("What the last runs of `make bench` measured") :]
+    section = section[: section.index("\n## ")]
+    bullets = re.split(r"\n- ", section)[1:]
+    assert len(bullets) >= 6
+    for bullet in bullets:
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", bullet), bullet
+
+
+def test_demo_sample_is_the_demo_s_summary_line() -> None:
+    from bybit_async.demo import summary_line
+
+    shape = re.escape(summary_line(11, 22, 33.0, busiest=44, rejected=55, lowest_left=66))
+    for number in ("11", "22", "33\\.00", "44", "55", "66"):
+        shape = shape.replace(number, r"[0-9.]+", 1)
+    page = _text("getting-started.md")
+    (line,) = [line for line in page.splitlines() if re.match(r"\d+ ok, \d+ failed in ", line)]
+    assert re.fullmatch(shape, line), line
+    assert "requests/s" not in page
+
+
+def test_every_example_that_needs_keys_says_how_to_use_the_simulator() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    needing = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```python\n(.*?)```", text, re.DOTALL):
+            if 'os.environ["BYBIT_API_KEY"]' in block:
+                needing += 1
+                assert "BYBIT_SIMULATOR_URL" in block, f"{page.name}:\n{block}"
+        if "export BYBIT_API_KEY=..." in text:
+            assert "--base-url http://127.0.0.1:" in text or "#without-keys" in text, page.name
+    assert needing >= 20
+    guide = _text("getting-started.md")
+    section = guide[guide.index("## Without keys") :]
+    assert "python -m bybit_async.testing" in section
+    assert 'base_url=os.environ["BYBIT_SIMULATOR_URL"]' in section
+
+
+def test_cli_page_command_table_lists_every_command() -> None:
+    from bybit_async import cli
+
+    page = _text("cli.md")
+    table = page[: page.index("\n## ")]
+    for command in cli.COMMANDS:
+        assert f"| `bybit-async {command.name}" in table, command.name
+        if command.name != "demo":
+            assert f"## `{command.name}`" in page, command.name
+
+
 def test_hosts_table_matches_the_code() -> None:
     rows = {r[0]: r[1] for r in _rows("getting-started.md") if r and r[1].startswith("https://")}
     assert rows == {f'base_url="{name}"': url for name, url in HOSTS.items()} | {
@@ -310,6 +367,8 @@ def test_api_reference_pages_cover_the_modules() -> None:
         "errors",
         "testing",
         "ratelimit",
+        "endpoint_limits",
+        "egress",
         "retry",
         "clock",
         "signing",
@@ -415,10 +474,11 @@ def _normalized(text: str) -> str:
     """The output without what changes between runs: the port, elapsed times and waits."""
     text = re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{SAMPLE_PORT}", text)
     text = re.sub(r'"elapsed_s": [0-9.]+', '"elapsed_s": 0.01', text)
-    text = re.sub(r'"(limiter_wait(?:_max)?_s)": [0-9.]+', r'"\1": 0.0', text)
+    text = re.sub(r'"(limiter_wait_(?:wall|sum|max)_s)": [0-9.]+', r'"\1": 0.0', text)
     text = re.sub(
-        r"limiter wait: [0-9.]+ s \(max [0-9.]+ s\), elapsed: [0-9.]+ s",
-        "limiter wait: 0.00 s (max 0.00 s), elapsed: 0.01 s",
+        r"limiter wait: [0-9.]+ s of wall time \(summed over calls [0-9.]+ s, max [0-9.]+ s\), "
+        r"elapsed: [0-9.]+ s",
+        "limiter wait: 0.00 s of wall time (summed over calls 0.00 s, max 0.00 s), elapsed: 0.01 s",
         text,
     )
     return re.sub(r" in [0-9.]+ s:", " in 0.01 s:", text)
@@ -496,7 +556,8 @@ def json_symbol(line: str) -> str:
 
 
 def test_protocol_notes_symbol_rule_matches_session_and_simulator() -> None:
-    pattern = session._SYMBOL.pattern.removesuffix(r"\Z")
+    # The rule lives with set-auto-add-margin's parameters, in positions.py.
+    pattern = positions._SYMBOL.pattern.removesuffix(r"\Z")
     assert SIM_SYMBOL.pattern == pattern
     row = next(r for r in _rows("protocol-notes.md") if r[0].startswith("Symbols may"))
     assert pattern in row[1]
@@ -523,8 +584,9 @@ async def test_request_page_quotes_the_simulators_404() -> None:
         with pytest.raises(errors.HTTPStatusError) as raised:
             await client.request("GET", "/v5/order/realtime", {"category": "linear"})
     assert raised.value.status == 404
-    assert raised.value.body.strip() in _text("request.md")
-    assert "not implemented by the simulator" in raised.value.body
+    message = orjson.loads(raised.value.body)["retMsg"]
+    assert message in _text("request.md")
+    assert "not implemented by the simulator" in message
 
 
 # The simulator's dataclasses are being moved into the bybit_async.testing package;
@@ -571,3 +633,12 @@ def test_public_dataclass_fields_have_meanings_in_help() -> None:
         "AttemptAnswered",
         "SessionStats",
     } <= set(checked)
+
+
+def test_endpoint_limits_page_is_made_from_the_table() -> None:
+    from bybit_async import endpoint_limits
+
+    assert _text("endpoint-limits.md") == endpoint_limits.markdown(), (
+        "docs/endpoint-limits.md is stale: python -m bybit_async.endpoint_limits > "
+        "docs/endpoint-limits.md"
+    )

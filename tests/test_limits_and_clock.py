@@ -33,11 +33,12 @@ async def test_200_symbols_stay_under_the_endpoint_limit() -> None:
 
 
 async def test_ip_limit_kept_across_endpoints() -> None:
-    # No endpoint limit on either side: only the IP bucket (100 per second here) holds.
+    # No endpoint limit on the server, one out of reach on the client: only
+    # the IP permits (100 per second here) hold.
     async with BybitSimulator(
         endpoint_limits={}, ip_limit=100, ip_window=1.0, instruments=None
     ) as sim:
-        limits = RateLimits(ip_limit=100, ip_window=1.0, endpoints={})
+        limits = RateLimits(ip_limit=100, ip_window=1.0, endpoints={PATH: 10_000})
         async with BybitSession(
             sim.api_key, sim.api_secret, base_url=sim.url, rate_limits=limits
         ) as session:
@@ -74,7 +75,8 @@ async def test_without_client_limits_the_server_limit_bites_and_10006_is_retried
 
 
 async def test_server_limit_status_zero_pauses_the_endpoint() -> None:
-    # The client's own bucket is off for this path (IP bucket only), so only
+    # The client's own limit for this path is configured out of reach (a
+    # configured limit wins over the one the answers state), so only
     # the X-Bapi-Limit-Status / Reset headers can pace it.  As on Bybit, the
     # reset header is in the future only on the 10006 itself, so the call
     # after status 0 may be refused once; it is retried after that reset.
@@ -83,7 +85,7 @@ async def test_server_limit_status_zero_pauses_the_endpoint() -> None:
             sim.api_key,
             sim.api_secret,
             base_url=sim.url,
-            rate_limits=RateLimits(endpoints={}),
+            rate_limits=RateLimits(endpoints={PATH: 10_000}),
             max_retries=1,
         ) as session:
             for symbol in symbols(7):
@@ -163,11 +165,13 @@ class RecordingLimiter:
         self.released: list[tuple[str, bool]] = []
         self.observed: list[tuple[str, int | None]] = []
 
-    async def acquire(self, path: str) -> RecordingPermit:
+    async def acquire(self, path: str, *, signed: bool = True) -> RecordingPermit:
         self.acquired.append(path)
         return RecordingPermit(self, path)
 
-    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+    def observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
+    ) -> None:
         self.observed.append((path, remaining))
 
 

@@ -128,7 +128,9 @@ async def test_a_repeating_cursor_is_an_error_not_a_loop(make_session: MakeSessi
 
         async def request(self, *args: object, **kwargs: object) -> ApiResponse:
             self.reads += 1
-            return ApiResponse(0, "OK", {"list": [], "nextPageCursor": "same"}, {}, None)
+            # A new position on every page, so that only the cursor stops it.
+            item = {"symbol": f"P{self.reads}USDT", "positionIdx": 0, "size": "1"}
+            return ApiResponse(0, "OK", {"list": [item], "nextPageCursor": "same"}, {}, None)
 
     stuck = Stuck()
     from bybit_async.positions import get_positions
@@ -162,7 +164,7 @@ async def test_200_open_positions_190_already_on_write_10(
     assert (again.unchanged, again.writes, sim.count(WRITE)) == (200, 0, 10)
 
 
-async def test_named_symbols_read_one_page_then_only_the_symbols_not_open(
+async def test_named_symbols_not_open_are_written_without_a_read(
     sim: BybitSimulator, make_session: MakeSession
 ) -> None:
     names = open_positions(sim, 200, 190)
@@ -170,18 +172,39 @@ async def test_named_symbols_read_one_page_then_only_the_symbols_not_open(
     sim.set_position("C2USDT", auto_add_margin=1)
     asked = [names[195], *closed, names[0], names[195]]  # a duplicate is asked once
     report = await make_session().ensure_auto_add_margin(asked, True)
+    (first,) = list_queries(sim)
+    assert "symbol" not in first
+    assert report.reads == 1
+    assert [(r.symbol, r.status, r.position_idx) for r in report.rows] == [
+        (names[195], "changed", 0),
+        ("C1USDT", "changed", None),  # written without positionIdx, as one-way
+        ("C2USDT", "unchanged", None),  # Bybit: not modified
+        (names[0], "unchanged", 0),
+    ]
+    assert sorted(w["symbol"] for w in writes(sim)) == sorted([names[195], *closed])
+    assert all("positionIdx" not in w for w in writes(sim) if w["symbol"] in closed)
+
+
+async def test_a_dry_run_reads_the_named_symbols_not_open(
+    sim: BybitSimulator, make_session: MakeSession
+) -> None:
+    names = open_positions(sim, 200, 190)
+    closed = ["C1USDT", "C2USDT"]
+    sim.set_position("C2USDT", auto_add_margin=1)
+    asked = [names[195], *closed, names[0]]
+    report = await make_session().ensure_auto_add_margin(asked, True, dry_run=True)
     first, *by_symbol = list_queries(sim)
     assert "symbol" not in first
     assert sorted(q["symbol"] for q in by_symbol) == closed
     assert report.reads == 3
     assert [(r.symbol, r.status) for r in report.rows] == [
-        (names[195], "changed"),
-        ("C1USDT", "changed"),
+        (names[195], "planned"),
+        ("C1USDT", "planned"),
         ("C2USDT", "unchanged"),
         (names[0], "unchanged"),
     ]
-    assert sorted(w["symbol"] for w in writes(sim)) == ["C1USDT", names[195]]
     assert all(r.position_idx == 0 for r in report.rows)
+    assert writes(sim) == []
 
 
 async def test_hedge_mode_is_handled_per_side(
@@ -201,12 +224,26 @@ async def test_hedge_mode_is_handled_per_side(
     assert writes(sim) == [
         {"category": "linear", "symbol": "SOLUSDT", "autoAddMargin": 1, "positionIdx": 2}
     ]
-    # Named: both sides, the closed one read by symbol.
+    # Named: both sides; the closed one written without a read, with its index.
     report = await session.ensure_auto_add_margin(["ETHUSDT"], True)
     assert [(r.position_idx, r.status) for r in report.rows] == [(1, "unchanged"), (2, "changed")]
-    assert list_queries(sim)[-1]["symbol"] == "ETHUSDT"
+    assert "symbol" not in list_queries(sim)[-1]
     assert writes(sim)[-1]["positionIdx"] == 2
     assert sim.auto_add_margin("ETHUSDT", 2) == 1
+
+
+async def test_a_hedge_mode_symbol_with_nothing_open_is_read_after_bybit_says_so(
+    sim: BybitSimulator, make_session: MakeSession
+) -> None:
+    sim.set_position("ETHUSDT", hedge=True)
+    sim.set_position("ETHUSDT", position_idx=2, auto_add_margin=1)
+    report = await make_session().ensure_auto_add_margin(["ETHUSDT"], True)
+    assert [(r.position_idx, r.status) for r in report.rows] == [(1, "changed"), (2, "unchanged")]
+    assert report.reads == 2
+    assert list_queries(sim)[-1]["symbol"] == "ETHUSDT"
+    # The write without positionIdx, refused for the mode, then the buy side's.
+    assert [w.get("positionIdx") for w in writes(sim)] == [None, 1]
+    assert (sim.auto_add_margin("ETHUSDT", 1), sim.auto_add_margin("ETHUSDT", 2)) == (1, 1)
 
 
 async def test_a_cross_margin_position_is_reported_not_hidden(
@@ -292,7 +329,7 @@ async def test_an_unknown_symbol_is_a_failed_row(make_session: MakeSession) -> N
     assert "symbol invalid" in nope.reason
     assert btc.status == "changed"
     assert report.failed == 1
-    assert sim.count(WRITE) == 1
+    assert sim.count(WRITE) == 2  # neither is open: both written without a read
 
 
 async def test_bad_arguments_raise_before_anything_is_sent(

@@ -209,7 +209,7 @@ async def test_a_request_never_sent_returns_its_permit_at_once() -> None:
     ) as session:
         with pytest.raises(ConnectError):
             await session.request("GET", TIME, signed=False)
-    assert lim.available(TIME) == lim.limits.ip_limit
+    assert lim.available(TIME, signed=False) == lim.limits.ip_limit
 
 
 # -- end to end, against the simulator with network jitter ---------------------
@@ -257,15 +257,16 @@ async def test_an_endpoint_behind_an_ip_backlog_is_not_released_in_a_burst() -> 
 
 
 async def test_a_10006_with_a_reset_ahead_holds_the_endpoint_for_the_next_call() -> None:
-    # The client's own endpoint limit is off, so only Bybit's answer can hold
-    # the endpoint: the 10006's reset header is in the future (as on Bybit, the
+    # The client's own endpoint limit is configured out of reach (a configured
+    # limit wins over the learned one), so only Bybit's answer can hold the
+    # endpoint: the 10006's reset header is in the future (as on Bybit, the
     # header is about "now" on answers that merely use up the window).
     async with BybitSimulator(endpoint_limits={PATH: 3}) as sim:
         async with BybitSession(
             sim.api_key,
             sim.api_secret,
             base_url=sim.url,
-            rate_limits=RateLimits(endpoints={}),
+            rate_limits=RateLimits(endpoints={PATH: 1000}),
             max_retries=0,
         ) as session:
             for symbol in ("BTCUSDT", "ETHUSDT", "XRPUSDT"):

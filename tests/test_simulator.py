@@ -16,7 +16,8 @@ import aiohttp
 import orjson
 import pytest
 
-from bybit_async.ratelimit import ENDPOINT_LIMITS, IP_LIMIT
+from bybit_async.endpoint_limits import ENDPOINT_LIMITS, EndpointLimit
+from bybit_async.ratelimit import IP_LIMIT
 from bybit_async.testing import (
     NOT_MODIFIED_MSG,
     BybitSimulator,
@@ -159,11 +160,15 @@ async def test_server_time_follows_wall_clock() -> None:
 async def test_unknown_path_and_wrong_method_are_404(
     sim: BybitSimulator, session: aiohttp.ClientSession
 ) -> None:
-    assert (await get(session, sim.url + "/v5/position/closed-pnl")).status == 404
-    assert (await get(session, sim.url + PATH)).status == 404
+    # Outside /v5/: a plain 404.  Under /v5/ a path is authenticated first
+    # (tests/test_sim_paths.py has the signed 404), market data excepted.
+    assert (await get(session, sim.url + "/nowhere")).status == 404
+    assert (await get(session, sim.url + "/v5/position/closed-pnl")).status == 401
+    assert (await get(session, sim.url + PATH)).status == 401
     async with session.post(sim.url + TIME_PATH) as resp:
         assert resp.status == 404
-    assert sim.count(status=404) == 3
+        assert "POST /v5/market/time" in (await resp.json())["retMsg"]
+    assert sim.count(status=404) == 2
 
 
 def test_repr_hides_secret() -> None:
@@ -191,8 +196,8 @@ async def test_signed_request_sets_flag(
         {},
     )
     assert sim.auto_add_margin("BTCUSDT") == 1
-    assert reply.headers["X-Bapi-Limit"] == str(ENDPOINT_LIMITS[PATH])
-    assert reply.headers["X-Bapi-Limit-Status"] == str(ENDPOINT_LIMITS[PATH] - 1)
+    assert reply.headers["X-Bapi-Limit"] == str(ENDPOINT_LIMITS[PATH].limit)
+    assert reply.headers["X-Bapi-Limit-Status"] == str(ENDPOINT_LIMITS[PATH].limit - 1)
     assert int(reply.headers["X-Bapi-Limit-Reset-Timestamp"]) <= sim.server_time_ms()
 
     reply = await post(session, sim, body_for(flag=0))
@@ -527,7 +532,8 @@ async def test_no_limits_still_counts(session: aiohttp.ClientSession) -> None:
 
 def test_default_limits_come_from_ratelimit() -> None:
     sim = BybitSimulator()
-    assert sim.endpoint_limits == {**ENDPOINT_LIMITS, "/v5/position/list": 50}
+    assert sim.endpoint_limits == ENDPOINT_LIMITS
+    assert sim.endpoint_limits["/v5/position/list"] == EndpointLimit(50)
     assert sim.ip_limit == IP_LIMIT
 
 
@@ -550,8 +556,11 @@ async def test_fault_without_path_skips_public_endpoints(
 ) -> None:
     sim.inject(Fault.http_status(429))
     assert (await get(session, sim.url + TIME_PATH)).status == 200
-    assert (await get(session, sim.url + "/v5/unknown")).status == 404
+    assert (await get(session, sim.url + "/nowhere")).status == 404
     assert (await post(session, sim)).status == 429
+    # Every V5 path but market data is signed, modelled or not: it takes the fault.
+    sim.inject(Fault.http_status(429))
+    assert (await get(session, sim.url + "/v5/unknown")).status == 429
     sim.inject(Fault.http_status(503), path=TIME_PATH)
     assert (await post(session, sim)).code == 0
     assert (await get(session, sim.url + TIME_PATH)).status == 503

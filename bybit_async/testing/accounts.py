@@ -8,12 +8,17 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from .protocol import settle_coin
+from .protocol import base_coin, default_price, settle_coin
 
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9-]*")
 MARGIN_MODES = ("isolated", "cross", "portfolio")
+#: Account types: a unified trading account (UTA 2.0) or a classic one.
+ACCOUNT_TYPES = ("unified", "classic")
+#: What a new account holds unless told otherwise.
+DEFAULT_BALANCES: Mapping[str, str] = MappingProxyType({"USDT": "100000", "USDC": "10000"})
 SIDES = ("Buy", "Sell", "")
 
 
@@ -34,6 +39,11 @@ class Position:
     size: str = "0"
     side: str = ""
     leverage: str = "10"
+    # Isolated margin added to the position (add-margin), in the settle coin.
+    margin: str = "0"
+    updated_ms: int = 0
+    #: Bumped on every change (see `bybit_async.testing.stream`).
+    seq: int = -1
 
     def to_json(self) -> dict[str, Any]:
         """The position as ``GET /v5/position/list`` lists it."""
@@ -54,9 +64,9 @@ class Position:
             "markPrice": "0",
             "liqPrice": "",
             "bustPrice": "",
-            "positionIM": "0",
+            "positionIM": self.margin,
             "positionMM": "0",
-            "positionBalance": "0",
+            "positionBalance": self.margin,
             "tpslMode": "Full",
             "takeProfit": "",
             "stopLoss": "",
@@ -65,9 +75,9 @@ class Position:
             "cumRealisedPnl": "0",
             "adlRankIndicator": 0,
             "isReduceOnly": False,
-            "seq": -1,
+            "seq": self.seq,
             "createdTime": "0",
-            "updatedTime": "0",
+            "updatedTime": str(self.updated_ms),
         }
 
 
@@ -103,6 +113,14 @@ class User:
     uid: str
     margin_mode: str
     positions: dict[str, dict[int, Position]] = field(default_factory=dict)
+    account_type: str = "unified"
+    # Coin -> wallet balance, decimal strings.
+    balances: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_BALANCES))
+    # Settle coins switched to hedge mode: their new positions start in it.
+    hedge_coins: set[str] = field(default_factory=set)
+    updated_ms: int = 0
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order_link_ids: set[str] = field(default_factory=set)
 
 
 class Instruments:
@@ -111,6 +129,8 @@ class Instruments:
     def __init__(self, symbols: Iterable[str] | Mapping[str, str] | None) -> None:
         self.any = symbols is None
         self.symbols: dict[str, str] = {}
+        # Symbol -> last price, for the symbols whose price was set.
+        self.prices: dict[str, str] = {}
         if symbols is not None:
             self.add(symbols)
 
@@ -130,6 +150,10 @@ class Instruments:
     def settle_coin(self, symbol: str) -> str:
         """The settle coin of a listed *symbol*."""
         return self.symbols.get(symbol) or settle_coin(symbol)
+
+    def price(self, symbol: str) -> str:
+        """The last price of *symbol*: as set, else by its base coin."""
+        return self.prices.get(symbol) or default_price(base_coin(symbol))
 
 
 def check_symbol(symbol: str) -> None:
@@ -157,10 +181,15 @@ class Accounts:
         rsa_public_key: str | bytes | None,
         margin_mode: str,
         uid: str | int | None,
+        account_type: str = "unified",
     ) -> ApiKey:
         """Register *api_key* (see `BybitSimulator.add_account`)."""
         if margin_mode not in MARGIN_MODES:
             raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}")
+        if account_type not in ACCOUNT_TYPES:
+            raise ValueError(f"account_type must be one of {ACCOUNT_TYPES}, got {account_type!r}")
+        if account_type == "classic" and margin_mode == "portfolio":
+            raise ValueError("portfolio margin needs a unified account")
         if (api_secret is None) == (rsa_public_key is None):
             raise ValueError("give exactly one of api_secret and rsa_public_key")
         secret = api_secret.encode() if api_secret is not None else None
@@ -174,7 +203,7 @@ class Accounts:
             if not uid_text.isdigit():
                 raise ValueError(f"uid must be digits, got {uid!r}")
         if uid is None or uid_text not in self.users:
-            self.users[uid_text] = User(uid_text, margin_mode)
+            self.users[uid_text] = User(uid_text, margin_mode, account_type=account_type)
         key = self.keys[api_key] = ApiKey(api_key, uid_text, secret, verify)
         return key
 
@@ -192,7 +221,11 @@ class Accounts:
         if positions is None:
             check_symbol(symbol)
             mode = "isolated" if user.margin_mode == "isolated" else "cross"
-            positions = user.positions[symbol] = {0: Position(symbol, 0, 0, mode)}
+            if settle_coin(symbol) in user.hedge_coins:
+                positions = {1: Position(symbol, 1, 0, mode), 2: Position(symbol, 2, 0, mode)}
+            else:
+                positions = {0: Position(symbol, 0, 0, mode)}
+            user.positions[symbol] = positions
         return positions
 
 

@@ -18,6 +18,7 @@ from ..ratelimit import IP_LIMIT, IP_WINDOW
 from .accounts import Accounts
 from .control import network_delay_from_json
 from .faults import NetworkDelay
+from .fixtures import Fixture
 from .protocol import DEFAULT_INSTRUMENTS, SUCCESS_MESSAGES
 from .server import BybitSimulator
 
@@ -35,6 +36,7 @@ class _Account:
     rsa_public_key: str | None = None
     uid: str | None = None
     margin_mode: str = "isolated"
+    account_type: str = "unified"
 
 
 @dataclass
@@ -50,11 +52,14 @@ class _Setup:
     ip_window: float = IP_WINDOW
     ip_ban_seconds: float = 600.0
     endpoint_limits: dict[str, int] = field(default_factory=dict)
+    # uid -> budget key or path -> that account's own limit.
+    uid_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    routes: list[Fixture] = field(default_factory=list)
     clock_offset_ms: int = 0
     network_delay: NetworkDelay | None = None
     instruments: list[str] | None = field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
     extra_instruments: list[str] = field(default_factory=list)
-    success_messages: tuple[str, ...] | None = SUCCESS_MESSAGES
+    success_messages: tuple[str, ...] | None = None
 
     def build(self) -> BybitSimulator:
         """A simulator set up as described (not started)."""
@@ -85,9 +90,21 @@ class _Setup:
                 rsa_public_key=rsa_pem,
                 margin_mode=account.margin_mode,
                 uid=account.uid,
+                account_type=account.account_type,
             )
         sim.api_key = accounts[0].api_key
         sim.api_secret = accounts[0].api_secret or ""
+        for route in self.routes:
+            sim.add_route(
+                route.method,
+                route.path,
+                route.result,
+                ret_code=route.ret_code,
+                ret_msg=route.ret_msg,
+            )
+        for uid, limits in self.uid_limits.items():
+            for key, limit in limits.items():
+                sim.set_limit(key, limit, uid=uid)
         for spec in self.positions:
             spec = dict(spec)
             symbol = spec.pop("symbol")
@@ -206,6 +223,7 @@ _CONFIG_KEYS = {
     "network_delay",
     "instruments",
     "success_messages",
+    "routes",
 }
 
 
@@ -226,8 +244,11 @@ def _apply_config(data: dict[str, Any], setup: _Setup) -> None:
                 entry.get("rsa_public_key_file"),
                 None if uid is None else str(uid),
                 entry.get("margin_mode", "isolated"),
+                entry.get("account_type", "unified"),
             )
         )
+    for entry in data.get("routes", []):
+        setup.routes.append(Fixture.from_json(entry))
     for entry in data.get("positions", []):
         spec: dict[str, Any] = {"symbol": str(entry["symbol"])}
         for name, value in entry.items():
@@ -248,6 +269,11 @@ def _apply_config(data: dict[str, Any], setup: _Setup) -> None:
         setup.ip_ban_seconds = float(limits["ip_ban_seconds"])
     for path, limit in limits.get("endpoints", {}).items():
         setup.endpoint_limits[str(path)] = int(limit)
+    for uid, own in limits.get("uid", {}).items():
+        if not str(uid).isdigit():
+            raise ValueError(f"limits.uid: a UID must be digits, got {uid!r}")
+        for key, limit in own.items():
+            setup.uid_limits.setdefault(str(uid), {})[str(key)] = int(limit)
     if "clock_offset_ms" in data:
         setup.clock_offset_ms = int(data["clock_offset_ms"])
     if "network_delay" in data:
@@ -305,6 +331,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=N",
         help="per-UID limit of an endpoint, requests per second (repeatable)",
     )
+    add(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="UID:KEY=N",
+        help="an account's own per-UID limit for a path or budget key, as VIP and PRO "
+        "levels raise Bybit's (repeatable), e.g. 5001:/v5/order/create=60",
+    )
     add("--clock-offset-ms", type=int, metavar="MS", help="server clock ahead of the wall clock")
     add("--delay-ms", metavar="LOW[:HIGH]", help="one-way network delay each way, milliseconds")
     add(
@@ -316,10 +350,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--any-symbol", action="store_true", help="accept any well-formed symbol")
     add(
-        "--fixed-success-message",
+        "--vary-success-messages",
         action="store_true",
-        help="answer each endpoint's success with its documented retMsg "
-        "instead of varying OK, success and empty",
+        help="answer successes with OK, success and an empty retMsg in turn instead of OK, "
+        "for a client that must not read retMsg",
     )
     return parser
 
@@ -348,6 +382,8 @@ def _setup(argv: Sequence[str] | None) -> _Setup:
         if not sep or not limit.isdigit():
             raise ConfigError(f"--endpoint-limit wants PATH=N, got {spec!r}")
         setup.endpoint_limits[path] = int(limit)
+    for spec in args.limit:
+        setup_uid_limit(setup, spec)
     if args.clock_offset_ms is not None:
         setup.clock_offset_ms = args.clock_offset_ms
     if args.delay_ms is not None:
@@ -355,9 +391,18 @@ def _setup(argv: Sequence[str] | None) -> _Setup:
     setup.extra_instruments.extend(args.instrument)
     if args.any_symbol:
         setup.instruments = None
-    if args.fixed_success_message:
-        setup.success_messages = None
+    if args.vary_success_messages:
+        setup.success_messages = SUCCESS_MESSAGES
     return setup
+
+
+def setup_uid_limit(setup: _Setup, spec: str) -> None:
+    """Add ``--limit UID:KEY=N`` to *setup*."""
+    uid, _, rest = spec.partition(":")
+    key, sep, limit = rest.rpartition("=")
+    if not uid.isdigit() or not sep or not key.startswith("/") or not limit.isdigit():
+        raise ConfigError(f"--limit wants UID:PATH=N (UID digits, PATH from /v5/), got {spec!r}")
+    setup.uid_limits.setdefault(uid, {})[key] = int(limit)
 
 
 async def _serve(setup: _Setup) -> None:

@@ -1,4 +1,11 @@
-"""Rate limits as Bybit counts them: per IP, and per UID and endpoint in a rolling second."""
+"""Rate limits as Bybit counts them: per IP, and per UID and budget key in a rolling window.
+
+The per-UID limits come from `bybit_async.endpoint_limits`, the table the
+client uses.  A limit given as a plain int counts per the window the table
+gives its key (or its path), one second for keys the table lacks: Bybit's
+``X-Bapi-Limit`` header states only the number, the window is the
+endpoint's.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,75 @@ import bisect
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 
-from ..ratelimit import ENDPOINT_LIMITS
+from ..endpoint_limits import ENDPOINT_LIMITS, EndpointLimit
 
-__all__ = ["ENDPOINT_LIMITS", "ENDPOINT_WINDOW", "Headers", "Windows"]
+__all__ = [
+    "ENDPOINT_LIMITS",
+    "ENDPOINT_WINDOW",
+    "EndpointLimit",
+    "Headers",
+    "LimitValue",
+    "Windows",
+]
 
-#: The per-UID window, seconds.
+#: The per-UID window of keys the table lacks, seconds.
 ENDPOINT_WINDOW = 1.0
 
 Headers = dict[str, str]
+#: A limit as set: requests per the key's window, or an explicit `EndpointLimit`.
+LimitValue = int | EndpointLimit
+
+
+def window_of(key: str) -> float:
+    """The table's window for *key* (or its path), else one second."""
+    entry = ENDPOINT_LIMITS.get(key)
+    if entry is None:
+        entry = ENDPOINT_LIMITS.get(key.partition(":")[0])
+    return ENDPOINT_WINDOW if entry is None else entry.window
+
+
+def as_limit(key: str, value: LimitValue) -> EndpointLimit:
+    """*value* as an `EndpointLimit`; an int counts per *key*'s window."""
+    if isinstance(value, EndpointLimit):
+        return value
+    return EndpointLimit(value, window_of(key))
+
+
+def check_limit(key: str, value: object) -> LimitValue:
+    """Return *value* if it is a usable limit for *key*; raise TypeError or ValueError."""
+    if not isinstance(key, str) or not key.startswith("/"):
+        raise ValueError(f"a limit's key must be a path or budget key, got {key!r}")
+    if isinstance(value, EndpointLimit):
+        number, window = value.limit, value.window
+    elif type(value) is int:
+        number, window = value, 1.0
+    else:
+        raise TypeError(f"the limit of {key} must be an int, got {value!r}")
+    if type(number) is not int or number < 0:
+        raise ValueError(f"the limit of {key} must be a non-negative int, got {number!r}")
+    if not (isinstance(window, int | float) and window > 0):
+        raise ValueError(f"the window of {key} must be positive, got {window!r}")
+    return value
+
+
+def lookup(
+    key: str, per_uid: Mapping[str, LimitValue] | None, defaults: Mapping[str, LimitValue]
+) -> EndpointLimit | None:
+    """The limit in force for budget *key*: the UID's own, then the defaults; key before path.
+
+    None: the key has no per-UID limit.
+    """
+    path = key.partition(":")[0]
+    for table in (per_uid, defaults):
+        if table:
+            value = table.get(key)
+            if value is None and path != key:
+                value = table.get(path)
+            if value is not None:
+                return as_limit(key, value)
+    return None
 
 
 class Windows:
@@ -50,46 +117,46 @@ class Windows:
         return False
 
     def admit(
-        self, uid: str, path: str, at: float, limit: int, enforce: bool, now_ms: int
+        self, uid: str, key: str, at: float, limit: EndpointLimit, enforce: bool, now_ms: int
     ) -> tuple[bool, Headers]:
-        """Count a request of *uid* to *path* arriving at *at*; return (admitted, headers).
+        """Count *uid*'s request to budget *key* arriving at *at*; return (admitted, headers).
 
         Over the limit and *enforce*: refused and not counted, and the reset
         header is when the oldest counted request leaves the window.  Otherwise
         it is counted, and the reset header is the current time, as Bybit
         sends it whenever the limit has not been exceeded.
         """
-        key = (uid, path)
-        arrivals = self.endpoint.get(key)
+        wkey = (uid, key)
+        arrivals = self.endpoint.get(wkey)
         if arrivals is None:
-            arrivals = self.endpoint[key] = deque()
+            arrivals = self.endpoint[wkey] = deque()
         # _expire and _add inlined: this runs on every signed request.
-        cutoff = at - ENDPOINT_WINDOW
+        cutoff = at - limit.window
         while arrivals and arrivals[0] <= cutoff:
             arrivals.popleft()
-        if enforce and len(arrivals) >= limit:
-            return False, self.exceeded(uid, path, limit, now_ms)
+        if enforce and len(arrivals) >= limit.limit:
+            return False, self.exceeded(uid, key, limit, now_ms)
         if not arrivals or arrivals[-1] <= at:
             arrivals.append(at)
         else:
             bisect.insort(arrivals, at)
-        left = limit - len(arrivals)
+        left = limit.limit - len(arrivals)
         return True, {
-            "X-Bapi-Limit": str(limit),
+            "X-Bapi-Limit": str(limit.limit),
             "X-Bapi-Limit-Status": str(left) if left > 0 else "0",
             "X-Bapi-Limit-Reset-Timestamp": str(now_ms),
         }
 
-    def exceeded(self, uid: str, path: str, limit: int, now_ms: int) -> Headers:
+    def exceeded(self, uid: str, key: str, limit: EndpointLimit, now_ms: int) -> Headers:
         """The headers of a 10006: nothing left until the oldest counted request leaves."""
-        arrivals = self.endpoint.get((uid, path))
+        arrivals = self.endpoint.get((uid, key))
         wait_ms = 1
         if arrivals:
             # Round up: coming back at the rounded-down millisecond would still be too early.
-            left_s = arrivals[0] + ENDPOINT_WINDOW - time.monotonic()
+            left_s = arrivals[0] + limit.window - time.monotonic()
             wait_ms = max(math.ceil(left_s * 1000), 1)
         return {
-            "X-Bapi-Limit": str(limit),
+            "X-Bapi-Limit": str(limit.limit),
             "X-Bapi-Limit-Status": "0",
             "X-Bapi-Limit-Reset-Timestamp": str(now_ms + wait_ms),
         }

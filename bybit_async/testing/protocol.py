@@ -14,6 +14,12 @@ MARKET_TIME_PATH = "/v5/market/time"
 SET_AUTO_ADD_MARGIN_PATH = "/v5/position/set-auto-add-margin"
 #: The signed GET endpoint that lists positions.
 POSITION_LIST_PATH = "/v5/position/list"
+#: The signed endpoint that places an order (answered with an id; no matching engine).
+ORDER_CREATE_PATH = "/v5/order/create"
+#: Bybit's V5 REST paths: every one is signed and limited except market data.
+V5_PREFIX = "/v5/"
+#: Public market-data paths: no signature, limited per IP only.
+PUBLIC_PREFIX = "/v5/market/"
 #: Paths under this prefix are the simulator's control API, not Bybit's.
 CONTROL_PREFIX = "/_sim/"
 
@@ -44,13 +50,21 @@ DEFAULT_MESSAGES: Mapping[int, str] = MappingProxyType(
         10028: "The API can only be accessed by unified account users.",
         10029: "The requested symbol is invalid, please check symbol whitelist",
         33004: "Your api key has expired.",
-        110015: "In the process of reversing the position",
+        110015: "The position is in cross margin.",
         110025: "Position mode is not modified",
         110026: "Cross/isolated margin mode is not modified",
         110027: "Margin is not modified",
         110029: "Hedge mode is not available for this symbol",
         110067: "Unified account is not supported.",
+        110072: "OrderLinkedID is duplicate",
         110074: "This contract is not live",
+        100028: "The API cannot be accessed by unified account users.",
+        110013: "Cannot set leverage due to risk limit level.",
+        110014: "Insufficient available balance to add additional margin.",
+        110024: "You have an existing position, so position mode cannot be switched",
+        110033: "Margin cannot be set without open position",
+        110038: "Portfolio margin mode is not allowed to change leverage",
+        110043: "Set leverage not modified",
         110076: "Only isolated mode can set auto-add-margin",
         110077: "Pm mode cannot support",
     }
@@ -128,6 +142,27 @@ DEFAULT_INSTRUMENTS: Mapping[str, str] = MappingProxyType(
         "SOLPERP": "USDC",
     }
 )
+
+
+#: Prices the simulator quotes by base coin (an illustration, not a market).
+DEFAULT_PRICES: Mapping[str, str] = MappingProxyType(
+    {"BTC": "60000", "ETH": "3000", "SOL": "150", "BNB": "600", "XRP": "0.5", "DOGE": "0.1"}
+)
+
+
+def default_price(base: str) -> str:
+    """The price quoted for a base coin with no price set."""
+    return DEFAULT_PRICES.get(base, "1")
+
+
+def base_coin(symbol: str) -> str:
+    """The base coin of a linear *symbol*: ``BTC`` of ``BTCUSDT``, ``BTCPERP``, ``BTC-27DEC24``."""
+    if "-" in symbol:
+        return symbol.split("-", 1)[0]
+    for suffix in ("USDT", "PERP", "USDC"):
+        if symbol.endswith(suffix) and len(symbol) > len(suffix):
+            return symbol[: -len(suffix)]
+    return symbol
 
 
 def default_message(code: int) -> str:

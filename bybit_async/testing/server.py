@@ -1,22 +1,30 @@
-"""The simulator's HTTP server: request handling, authentication and the routes it serves."""
+"""The simulator's HTTP server: the request path (record, IP limit, faults,
+authentication, per-UID limits, envelope) and the simulator's state and methods.
+
+What each endpoint answers lives in `bybit_async.testing.routes`, the
+signature check in `auth`, the limits in `limits` and user fixtures in
+`fixtures`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import hmac
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
 
+from ..endpoint_limits import EndpointLimit, budget_key
 from ..ratelimit import IP_LIMIT, IP_WINDOW
 from .accounts import SIDES, Accounts, ApiKey, Instruments, Position, User, check_symbol
+from .auth import Rejection, authenticate, parse_uint
 from .faults import (
     DelayDraws,
     Fault,
@@ -25,74 +33,49 @@ from .faults import (
     html_response,
     text_response,
 )
-from .limits import ENDPOINT_LIMITS, Headers, Windows
+from .fixtures import Fixture, Fixtures
+from .limits import ENDPOINT_LIMITS, Headers, LimitValue, Windows, check_limit, lookup
+from .overrides import Overrides
 from .protocol import (
     CONTROL_PREFIX,
     DEFAULT_INSTRUMENTS,
     DEFAULT_MESSAGES,
-    MARKET_TIME_PATH,
-    NOT_MODIFIED_MSG,
-    POSITION_LIST_PATH,
-    SET_AUTO_ADD_MARGIN_PATH,
+    PUBLIC_PREFIX,
+    V5_PREFIX,
 )
+from .requestlog import RecordedRequest, RequestLog
+from .routes import ROUTES, Call, Refused
+from .stream import StreamHub
 
-_DEFAULT_RECV_WINDOW = 5000
-# Bybit rejects timestamps this many ms or more ahead of its clock.
-_MAX_AHEAD_MS = 1000
+_log = logging.getLogger("bybit_async.testing")
 
 # The one wall-clock hook: tests that need a fixed clock replace it.
 _wall_ns: Callable[[], int] = time.time_ns
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the simulator received and answered it.
+def is_signed(path: str) -> bool:
+    """Whether Bybit wants a signature on *path*: every V5 path but market data."""
+    return path.startswith(V5_PREFIX) and not path.startswith(PUBLIC_PREFIX)
 
-    *status* is 0 and *ret_code* ``None`` while the request is being handled,
-    and for requests that got no answer (dropped, released at close, or whose
-    client had gone).  *at* is `time.monotonic` at arrival, after any
-    inbound network delay; rate limits are counted at that time.
+
+def parse_params(method: str, query: str, body: bytes) -> dict[str, Any] | str:
+    """The request's parameters (query for GET, JSON object body for POST), or the retMsg
+    of the parameter error that refuses them.
     """
-
-    at: float
-    method: str
-    path: str
-    api_key: str | None
-    body: bytes
-    query: str
-    timestamp: int | None
-    signature: str | None
-    status: int = 0
-    ret_code: int | None = None
-    fault: Fault | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as the control API's request log shows it."""
-        return {
-            "at": self.at,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "apiKey": self.api_key,
-            "timestamp": self.timestamp,
-            "signature": self.signature,
-            "body": self.body.decode("utf-8", "replace"),
-            "status": self.status,
-            "retCode": self.ret_code,
-            "fault": None if self.fault is None else self.fault.to_json(),
-        }
-
-
-# (retCode, retMsg, result) as a handler's outcome; retMsg None means the success message.
-_Outcome = tuple[int, str | None, dict[str, Any]]
-
-
-class _Route(NamedTuple):
-    method: str
-    private: bool
-    handler: Callable[[BybitSimulator, User | None, RecordedRequest], _Outcome]
-    # retMsg of a success, as Bybit's page for the endpoint shows it.
-    success_msg: str
+    if method == "POST":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return "params error: the request body is not valid JSON"
+        if not isinstance(data, dict):
+            return "params error: the request body must be a JSON object"
+        return data
+    params: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in params:
+            return f"params error: {name} given twice"
+        params[name] = value
+    return params
 
 
 @dataclass
@@ -102,6 +85,7 @@ class _Start:
     accounts: Accounts
     instruments: Instruments
     settings: dict[str, Any]
+    fixtures: dict[tuple[str, str], Fixture]
 
 
 # Attributes that reset() restores.
@@ -114,34 +98,41 @@ _SETTINGS = (
     "clock_offset_ms",
     "network_delay",
     "success_messages",
+    "_uid_limits",
 )
 
 
-class BybitSimulator:
+class BybitSimulator(Overrides, RequestLog):
     """A Bybit V5 REST server on a local port, with one account to start with.
 
     The default account's credentials are *api_key* and *api_secret*, in UID
     *uid* (None: a made-up one).  *enforce_limits* turns on the per-IP limit
     (*ip_limit* requests per *ip_window* seconds, then a ban of
-    *ip_ban_seconds*) and the per-UID, per-endpoint limits in
-    *endpoint_limits* (requests per rolling second; ``None`` means
-    `ENDPOINT_LIMITS`); with it off, signed answers still carry the
-    ``X-Bapi-Limit`` headers.  The server's clock runs *clock_offset_ms*
-    ahead of the wall clock.  *network_delay* delays each request before it
-    arrives (is recorded and counted) and each answer before it is sent; see
-    `NetworkDelay`.  *instruments* lists the symbols the server knows
-    (symbols, or a mapping of symbol to settle coin; ``None`` accepts any
-    well-formed symbol); others get retCode 10001 ``params error: symbol
-    invalid``.  *success_messages*, if given, are the retMsg values of
-    successes in turn (Bybit's vary between endpoints: see
-    `SUCCESS_MESSAGES`); otherwise each endpoint answers as its Bybit page
-    shows.
+    *ip_ban_seconds*) and the per-UID limits of every account: by budget key
+    (see `bybit_async.endpoint_limits.budget_key`), the defaults in
+    *endpoint_limits* (``None`` means the client's table, `ENDPOINT_LIMITS`;
+    an int counts per the window the table gives that key, one second for
+    keys it lacks), and an account's own from `set_limit`.  With it off,
+    signed answers still carry the ``X-Bapi-Limit`` headers.  The server's
+    clock runs *clock_offset_ms* ahead of the wall clock.  *network_delay*
+    delays each request before it arrives (is recorded and counted) and
+    each answer before it is sent; see `NetworkDelay`.  *instruments* lists
+    the symbols the server knows (symbols, or a mapping of symbol to settle
+    coin; ``None`` accepts any well-formed symbol); others get retCode
+    10001 ``params error: symbol invalid``.  Successes answer retMsg ``OK``,
+    as Bybit documents; *success_messages*, if given, are the retMsg values
+    of successes in turn instead (see `SUCCESS_MESSAGES`), for a client that
+    must not read retMsg.
 
-    Limits, the offset, the delay and the success messages are plain
-    attributes and may be changed at any time; `reset` puts them, the
-    accounts and positions back as they were at `start`.  Use it as an
-    async context manager, or call `start` and `close`.  Paths under
-    ``/_sim/`` are the control API (see the documentation).
+    Every path under ``/v5/`` is authenticated (market data is public) and
+    counted against the limits; the endpoints of the `routes` package are answered from
+    the accounts' state, any other from the fixtures of `add_route`, else
+    HTTP 404 with retCode 10017.  Limits, the offset, the delay and the
+    success messages are plain attributes and may be changed at any time;
+    `reset` puts them, the accounts, positions and fixtures back as they
+    were at `start`.  Use it as an async context manager, or call `start`
+    and `close`.  Paths under ``/_sim/`` are the control API (see the
+    documentation).
     """
 
     def __init__(
@@ -156,7 +147,7 @@ class BybitSimulator:
         ip_limit: int = IP_LIMIT,
         ip_window: float = IP_WINDOW,
         ip_ban_seconds: float = 600.0,
-        endpoint_limits: Mapping[str, int] | None = None,
+        endpoint_limits: Mapping[str, LimitValue] | None = None,
         clock_offset_ms: int = 0,
         network_delay: NetworkDelay | None = None,
         instruments: Iterable[str] | Mapping[str, str] | None = DEFAULT_INSTRUMENTS,
@@ -170,9 +161,12 @@ class BybitSimulator:
         self.ip_limit = ip_limit
         self.ip_window = ip_window
         self.ip_ban_seconds = ip_ban_seconds
-        self.endpoint_limits: dict[str, int] = dict(
-            ENDPOINT_LIMITS if endpoint_limits is None else endpoint_limits
-        )
+        defaults = ENDPOINT_LIMITS if endpoint_limits is None else endpoint_limits
+        self.endpoint_limits: dict[str, LimitValue] = {
+            key: check_limit(key, value) for key, value in defaults.items()
+        }
+        # uid -> budget key (or path) -> that account's own limit.
+        self._uid_limits: dict[str, dict[str, LimitValue]] = {}
         self.clock_offset_ms = clock_offset_ms
         self.network_delay = network_delay
         self.success_messages: tuple[str, ...] | None = (
@@ -184,6 +178,7 @@ class BybitSimulator:
         self._accounts = Accounts()
         self._faults: list[Injection] = []
         self._windows = Windows()
+        self._fixtures = Fixtures()
         self._successes = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._delay_draws: DelayDraws | None = None
@@ -191,6 +186,8 @@ class BybitSimulator:
         self._closing: asyncio.Future[None] | None = None
         self._url: str | None = None
         self._start_state: _Start | None = None
+        #: The private WebSocket stream at ``/v5/private`` (`bybit_async.testing.stream`).
+        self.stream = StreamHub(self)
         self.add_account(api_key, api_secret, uid=uid)
 
     def __repr__(self) -> str:
@@ -207,6 +204,11 @@ class BybitSimulator:
             raise RuntimeError("the simulator is not running")
         return self._url
 
+    @property
+    def port_number(self) -> int:
+        """The port it listens on; only available once started."""
+        return int(self.url.rpartition(":")[2])
+
     async def start(self) -> None:
         """Start serving; binds *host* and *port* (0 picks a free port).
 
@@ -220,6 +222,7 @@ class BybitSimulator:
 
         app = web.Application()
         app.router.add_route("*", CONTROL_PREFIX + "{tail:.*}", control_handler(self))
+        self.stream.install(app)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # A short shutdown timeout: close() releases every held request
         # first, so handlers finish at once and nothing waits for it.
@@ -261,30 +264,51 @@ class BybitSimulator:
         await self.close()
 
     def _snapshot(self) -> _Start:
-        settings = {name: copy.copy(getattr(self, name)) for name in _SETTINGS}
-        return _Start(self._accounts.snapshot(), copy.deepcopy(self.instruments), settings)
+        settings = {name: copy.deepcopy(getattr(self, name)) for name in _SETTINGS}
+        return _Start(
+            self._accounts.snapshot(),
+            copy.deepcopy(self.instruments),
+            settings,
+            dict(self._fixtures.routes),
+        )
 
     def reset(self) -> None:
-        """Go back to the state at `start`: accounts, positions, instruments, limits,
-        clock offset, delay and success messages; forget the request log, queued
+        """Go back to the state at `start`: accounts, positions, instruments, limits
+        (per-UID ones included), fixture routes, clock offset, delay and success
+        messages; forget the request log, queued
         faults, rate-limit windows and IP bans.
         """
         start = self._start_state if self._start_state is not None else self._snapshot()
         self._accounts = start.accounts.snapshot()
         self.instruments = copy.deepcopy(start.instruments)
+        self._fixtures.routes = dict(start.fixtures)
         for name, value in start.settings.items():
-            setattr(self, name, copy.copy(value))
+            setattr(self, name, copy.deepcopy(value))
         self.requests.clear()
         self._faults.clear()
         self._windows.clear()
         self._successes = 0
         self._delay_draws = None
+        self.stream.reset()
 
     # -- state -----------------------------------------------------------
 
     def server_time_ms(self) -> int:
         """The server's clock in milliseconds: wall clock plus `clock_offset_ms`."""
         return _wall_ns() // 1_000_000 + self.clock_offset_ms
+
+    def server_time_ns(self) -> int:
+        """The server's clock in nanoseconds."""
+        return _wall_ns() + self.clock_offset_ms * 1_000_000
+
+    def positions_changed(self, user: User, symbol: str) -> None:
+        """Called by every request that changes one of *user*'s *symbol* positions.
+
+        The hook for anything that follows positions: the private stream
+        pushes each of them.
+        """
+        for position in Accounts.positions(user, symbol).values():
+            self.stream.changed(user.uid, position)
 
     def add_account(
         self,
@@ -294,6 +318,7 @@ class BybitSimulator:
         rsa_public_key: str | bytes | None = None,
         margin_mode: str = "isolated",
         uid: str | int | None = None,
+        account_type: str = "unified",
     ) -> str:
         """Add an API key and return its UID; a key added again replaces the old one.
 
@@ -302,10 +327,40 @@ class BybitSimulator:
         *uid* None the key gets a new UID of its own; with the UID of an
         existing key it joins that account, sharing its positions and its
         per-UID rate limits (*margin_mode* is then the account's already).
-        *margin_mode* ``"portfolio"`` is account-wide; ``"isolated"`` or
-        ``"cross"`` is the mode new positions start in.
+        *margin_mode* is the account's (``"isolated"``, ``"cross"`` or
+        ``"portfolio"``: Bybit's ISOLATED_MARGIN, REGULAR_MARGIN and
+        PORTFOLIO_MARGIN), and so the mode new positions start in.
+        *account_type* is ``"unified"`` (a unified trading account, UTA 2.0)
+        or ``"classic"`` (margin mode per symbol, through switch-isolated).
+        A new account holds `DEFAULT_BALANCES`; see `set_balance`.
         """
-        return self._accounts.add(api_key, api_secret, rsa_public_key, margin_mode, uid).uid
+        key = self._accounts.add(
+            api_key, api_secret, rsa_public_key, margin_mode, uid, account_type
+        )
+        return key.uid
+
+    def set_balance(self, coin: str, amount: str | float, *, api_key: str | None = None) -> None:
+        """Set the wallet balance of *coin* (``"0"`` removes it) in an account."""
+        text = _decimal_text(amount)
+        balances = self._user(api_key).balances
+        if float(text) == 0:
+            balances.pop(coin, None)
+        else:
+            balances[coin] = text
+
+    def balances(self, *, api_key: str | None = None) -> dict[str, str]:
+        """An account's wallet balances by coin."""
+        return dict(self._user(api_key).balances)
+
+    def margin_mode(self, *, api_key: str | None = None) -> str:
+        """An account's margin mode: ``"isolated"``, ``"cross"`` or ``"portfolio"``."""
+        return self._user(api_key).margin_mode
+
+    def set_price(self, symbol: str, price: str | float) -> None:
+        """Set the last and mark price of a listed *symbol* (tickers, wallet values)."""
+        if symbol not in self.instruments:
+            raise ValueError(f"{symbol} is not a listed instrument; see add_instruments()")
+        self.instruments.prices[symbol] = _decimal_text(price)
 
     def add_instruments(self, symbols: Iterable[str] | Mapping[str, str]) -> None:
         """List more symbols (a mapping gives their settle coins: ``USDT`` or ``USDC``)."""
@@ -344,7 +399,8 @@ class BybitSimulator:
         check_symbol(symbol)
         if symbol not in self.instruments:
             raise ValueError(f"{symbol} is not a listed instrument; see add_instruments()")
-        positions = Accounts.positions(self._user(api_key), symbol)
+        user = self._user(api_key)
+        positions = Accounts.positions(user, symbol)
         if hedge is not None and hedge != (0 not in positions):
             mode = next(iter(positions.values())).margin_mode
             indices = (1, 2) if hedge else (0,)
@@ -370,6 +426,7 @@ class BybitSimulator:
                     position.side = "Buy" if idx == 1 else "Sell"
                 elif not position.side:
                     position.side = "Buy"
+        self.positions_changed(user, symbol)
 
     def position(
         self, symbol: str, position_idx: int = 0, *, api_key: str | None = None
@@ -407,6 +464,10 @@ class BybitSimulator:
         """Every API key and its UID."""
         return {key.api_key: key.uid for key in self._accounts.keys.values()}
 
+    def accounts_state(self) -> list[User]:
+        """Every account (UID) as the simulator holds it: mode, balances, positions."""
+        return list(self._accounts.users.values())
+
     def _user(self, api_key: str | None) -> User:
         return self._accounts.user(self.api_key if api_key is None else api_key)
 
@@ -415,8 +476,9 @@ class BybitSimulator:
     def inject(self, fault: Fault, *, path: str | None = None, times: int = 1) -> None:
         """Queue *fault* for the next *times* requests to *path*.
 
-        A *path* of ``None`` matches only the signed endpoints the simulator
-        serves; a fault for ``/v5/market/time`` or an unknown path must name it.
+        A *path* of ``None`` matches every signed path (all of ``/v5/`` but
+        market data); a fault for a market path, or one outside ``/v5/``, must
+        name it.
         Queued faults apply first in, first out, one per request.  Edge faults
         are taken as a request arrives; a `Fault.ret_code` only by a request
         that passes authentication, so one that fails it leaves the fault
@@ -435,52 +497,9 @@ class BybitSimulator:
         """Drop every queued fault."""
         self._faults.clear()
 
-    def count(
-        self, path: str | None = None, *, ret_code: int | None = None, status: int | None = None
-    ) -> int:
-        """Count recorded requests to *path* (any if None) with the given retCode and status."""
-        return sum(
-            1
-            for r in self.requests
-            if (path is None or r.path == path)
-            and (ret_code is None or r.ret_code == ret_code)
-            and (status is None or r.status == status)
-        )
-
-    def max_in_window(self, path: str | None = None, window: float = 1.0) -> int:
-        """Return the most recorded requests to *path* (any if None) in one *window*.
-
-        Windows are half-open: ``[t, t + window)`` for any start ``t``,
-        measured on arrival times.
-        """
-        times = sorted(r.at for r in self.requests if path is None or r.path == path)
-        best = end = 0
-        for start, t in enumerate(times):
-            while end < len(times) and times[end] - t < window:
-                end += 1
-            best = max(best, end - start)
-        return best
-
     def reset_limits(self) -> None:
         """Forget all rate-limit windows and IP bans."""
         self._windows.clear()
-
-    async def wait_for_requests(self, n: int) -> None:
-        """Return once at least *n* requests have arrived (been recorded)."""
-        if len(self.requests) >= n:
-            return
-        entry = (n, asyncio.get_running_loop().create_future())
-        self._waiters.append(entry)
-        try:
-            await entry[1]
-        finally:
-            self._waiters.remove(entry)
-
-    def _notify(self) -> None:
-        arrived = len(self.requests)
-        for n, waiter in self._waiters:
-            if arrived >= n and not waiter.done():
-                waiter.set_result(None)
 
     # -- request handling --------------------------------------------------
 
@@ -516,8 +535,10 @@ class BybitSimulator:
             api_key=headers.get("X-BAPI-API-KEY"),
             body=body,
             query=request.rel_url.raw_query_string,
-            timestamp=None if ts is None else _parse_uint(ts),
+            timestamp=None if ts is None else parse_uint(ts),
             signature=headers.get("X-BAPI-SIGN"),
+            # Wall-clock ms of the arrival, for the request log.
+            time_ms=_wall_ns() // 1_000_000,
         )
         index = len(self.requests)
         self.requests.append(record)
@@ -525,7 +546,7 @@ class BybitSimulator:
             self._notify()
 
         path = record.path
-        route = _ROUTES.get(path)
+        signed = is_signed(path)
         fault: Fault | None = None
         response: web.Response | None
         ret_code: int | None = None
@@ -537,11 +558,11 @@ class BybitSimulator:
             response = text_response(403, "access too frequent")
         else:
             if self._faults:
-                fault = self._take_fault(path, route, edge=True)
+                fault = self._take_fault(path, signed, edge=True)
                 if fault is not None:
                     # Show the fault on the record while the request is held or handled.
                     record = self._settle(index, record, 0, None, fault)
-            response, ret_code, fault = await self._respond(request, record, route, fault)
+            response, ret_code, fault = await self._respond(request, record, signed, fault)
 
         if delay is not None and response is not None:
             delay = self.network_delay
@@ -581,6 +602,7 @@ class BybitSimulator:
                 status,
                 ret_code,
                 fault,
+                r.time_ms,
             )
             self.requests[index] = record
         return record
@@ -589,7 +611,7 @@ class BybitSimulator:
         self,
         request: web.Request,
         record: RecordedRequest,
-        route: _Route | None,
+        signed: bool,
         fault: Fault | None,
     ) -> tuple[web.Response | None, int | None, Fault | None]:
         """Return the response (None: drop the connection), its retCode and the fault applied."""
@@ -603,7 +625,7 @@ class BybitSimulator:
                 return None, None, fault
             if kind == "stall" and await self._wait(fault.seconds):
                 return None, None, fault
-        response, ret_code, api_fault = self._dispatch(request, record, route)
+        response, ret_code, api_fault = self._dispatch(request, record, signed)
         if fault is not None and fault.kind == "drop":
             return None, None, fault
         return response, ret_code, api_fault or fault
@@ -616,8 +638,7 @@ class BybitSimulator:
             await asyncio.wait((closing,), timeout=seconds)
         return closing.done()
 
-    def _take_fault(self, path: str, route: _Route | None, *, edge: bool) -> Fault | None:
-        private = route is not None and route.private
+    def _take_fault(self, path: str, private: bool, *, edge: bool) -> Fault | None:
         for i, injection in enumerate(self._faults):
             if path == injection.path or (injection.path is None and private):
                 if injection.fault.edge != edge:
@@ -630,44 +651,54 @@ class BybitSimulator:
         return None
 
     def _dispatch(
-        self, request: web.Request, record: RecordedRequest, route: _Route | None
+        self, request: web.Request, record: RecordedRequest, signed: bool
     ) -> tuple[web.Response, int | None, Fault | None]:
-        if route is None or request.method != route.method:
+        path = record.path
+        if not path.startswith(V5_PREFIX):
             # Not Bybit's wording: a test that reaches a path the simulator does
             # not serve must not read it as a wrong path.
-            served = ", ".join(f"{r.method} {path}" for path, r in _ROUTES.items())
             text = (
-                f"404 not implemented by the simulator: {request.method} {request.path} "
-                f"(it implements {served})"
+                f"404 not implemented by the simulator: {request.method} {path} "
+                f"(it serves paths under {V5_PREFIX}; see BybitSimulator.add_route)"
             )
             return text_response(404, text), None, None
-        if not route.private:
-            fault = self._take_fault(record.path, route, edge=False) if self._faults else None
-            if fault is not None:
-                return self._envelope(fault.code, fault.msg), fault.code, fault
-            code, msg, result = route.handler(self, None, record)
-            return self._envelope(code, self._message(route, msg), result), code, None
         # One clock reading per request: the timestamp check, the limit headers and "time".
         now_ms = self.server_time_ms()
-        key_or_reply = self._authenticate(request.headers, record, now_ms)
-        if not isinstance(key_or_reply, ApiKey):
-            return (*key_or_reply, None)
-        key = key_or_reply
-        path = record.path
+        user: User | None = None
+        key: ApiKey | None = None
+        if signed:
+            checked = authenticate(
+                self._accounts, record.method, request.headers, record.query, record.body, now_ms
+            )
+            if isinstance(checked, Rejection):
+                if checked.code is None:
+                    return text_response(checked.status, checked.msg), None, None
+                answer = self._envelope(checked.code, checked.msg, None, None, now_ms)
+                return answer, checked.code, None
+            key = checked
+            user = self._accounts.users[key.uid]
+        params = parse_params(record.method, record.query, record.body)
         headers: Headers | None = None
-        limit = self.endpoint_limits.get(path)
+        limit: EndpointLimit | None = None
+        budget = ""
+        if key is not None:
+            category = params.get("category") if isinstance(params, dict) else None
+            budget = budget_key(path, category)
+            limit = lookup(budget, self._uid_limits.get(key.uid), self.endpoint_limits)
         # Taken only now: a request that fails authentication leaves it queued.
-        if self._faults and (fault := self._take_fault(path, route, edge=False)) is not None:
-            if limit is not None:
+        if self._faults and (fault := self._take_fault(path, signed, edge=False)) is not None:
+            if limit is not None and key is not None:
                 if fault.code == 10006:
                     # Refused as a real 10006 is: not counted.
-                    headers = self._windows.exceeded(key.uid, path, limit, now_ms)
+                    headers = self._windows.exceeded(key.uid, budget, limit, now_ms)
                 else:
-                    _, headers = self._windows.admit(key.uid, path, record.at, limit, False, now_ms)
+                    _, headers = self._windows.admit(
+                        key.uid, budget, record.at, limit, False, now_ms
+                    )
             return self._envelope(fault.code, fault.msg, None, headers, now_ms), fault.code, fault
-        if limit is not None:
+        if limit is not None and key is not None:
             admitted, headers = self._windows.admit(
-                key.uid, path, record.at, limit, self.enforce_limits, now_ms
+                key.uid, budget, record.at, limit, self.enforce_limits, now_ms
             )
             if not admitted:
                 return (
@@ -675,71 +706,46 @@ class BybitSimulator:
                     10006,
                     None,
                 )
-        code, msg, result = route.handler(self, self._accounts.users[key.uid], record)
+        fixture = self._fixtures.get(record.method, path) if self._fixtures.routes else None
+        handler = ROUTES.get((record.method, path)) if fixture is None else None
+        if fixture is not None:
+            code, msg, result = fixture.answer()
+        elif handler is None:
+            msg = (
+                f"Route not found: {record.method} {path} is not implemented by the "
+                "simulator; add a fixture route for it"
+            )
+            body = self._envelope_bytes(10017, msg, None, now_ms)
+            response = web.Response(
+                status=404, body=body, content_type="application/json", headers=headers
+            )
+            return response, 10017, None
+        elif isinstance(params, str):
+            _log.info("%s %s refused: %s", record.method, path, params)
+            return self._envelope(10001, params, None, headers, now_ms), 10001, None
+        else:
+            call = Call(self, user, params, now_ms, None if key is None else key.api_key)
+            try:
+                code, msg, result = handler(call)
+            except Refused as refused:
+                code, msg, result = refused.outcome
+            except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError):
+                # Malformed input the handler did not foresee: Bybit's answer, never a 500.
+                _log.warning("unforeseen input to %s %s", record.method, path, exc_info=True)
+                code, msg, result = 10001, "params error", {}
         if msg is None:
-            msg = self._success_message(route)
+            msg = self._success_message()
+        elif code == 10001:
+            # Bad input is answered as Bybit does and logged; the simulator goes on.
+            _log.info("%s %s refused: %s", record.method, path, msg)
         return self._envelope(code, msg, result, headers, now_ms), code, None
 
-    def _message(self, route: _Route, msg: str | None) -> str:
-        return msg if msg is not None else self._success_message(route)
-
-    def _success_message(self, route: _Route) -> str:
+    def _success_message(self) -> str:
         messages = self.success_messages
         if not messages:
-            return route.success_msg
+            return "OK"
         self._successes += 1
         return messages[(self._successes - 1) % len(messages)]
-
-    def _authenticate(
-        self, headers: Mapping[str, str], record: RecordedRequest, server_time: int
-    ) -> ApiKey | tuple[web.Response, int | None]:
-        api_key = record.api_key
-        ts_text = headers.get("X-BAPI-TIMESTAMP")
-        sign = record.signature
-        if api_key is None or ts_text is None or sign is None:
-            missing = [
-                name
-                for name, value in (
-                    ("X-BAPI-API-KEY", api_key),
-                    ("X-BAPI-TIMESTAMP", ts_text),
-                    ("X-BAPI-SIGN", sign),
-                )
-                if value is None
-            ]
-            return text_response(401, f"401 Unauthorized: missing {', '.join(missing)}"), None
-        key = self._accounts.keys.get(api_key)
-        if key is None:
-            return self._error(10003, DEFAULT_MESSAGES[10003])
-        rw_text = headers.get("X-BAPI-RECV-WINDOW")
-        recv_window = _DEFAULT_RECV_WINDOW if rw_text is None else _parse_uint(rw_text)
-        if recv_window is None:
-            return self._error(10001, "params error: X-BAPI-RECV-WINDOW must be an integer")
-        ts = record.timestamp
-        if ts is None:
-            return self._error(10001, "params error: X-BAPI-TIMESTAMP must be an integer")
-        if not server_time - recv_window <= ts < server_time + _MAX_AHEAD_MS:
-            return self._error(
-                10002,
-                "invalid request, please check your server timestamp or recv_window param. "
-                f"req_timestamp[{ts}],server_timestamp[{server_time}],recv_window[{recv_window}]",
-            )
-        sign_type = headers.get("X-BAPI-SIGN-TYPE")
-        if sign_type is not None and sign_type != "2":
-            return self._error(10004, f"error sign! unsupported X-BAPI-SIGN-TYPE {sign_type!r}")
-        # The string to sign uses the headers exactly as sent: an absent
-        # X-BAPI-RECV-WINDOW contributes nothing.  GET signs the query
-        # string exactly as sent, percent-encoding and order included.
-        payload = record.body if record.method == "POST" else record.query.encode()
-        origin = (ts_text + api_key + (rw_text or "")).encode() + payload
-        if key.rsa_verify is not None:
-            valid = key.rsa_verify(origin, sign.encode("utf-8", "backslashreplace"))
-        else:
-            expected = key.hmac_hex(origin)
-            valid = hmac.compare_digest(expected, sign.encode("utf-8", "backslashreplace"))
-        if not valid:
-            shown = origin.decode("utf-8", "replace")
-            return self._error(10004, f"error sign! origin_string[{shown}]")
-        return key
 
     def _envelope(
         self,
@@ -749,7 +755,13 @@ class BybitSimulator:
         headers: Headers | None = None,
         now_ms: int | None = None,
     ) -> web.Response:
-        body = orjson.dumps(
+        body = self._envelope_bytes(code, msg, result, now_ms)
+        return web.Response(body=body, content_type="application/json", headers=headers)
+
+    def _envelope_bytes(
+        self, code: int, msg: str, result: dict[str, Any] | None, now_ms: int | None
+    ) -> bytes:
+        return orjson.dumps(
             {
                 "retCode": code,
                 "retMsg": msg,
@@ -759,131 +771,6 @@ class BybitSimulator:
                 "time": self.server_time_ms() if now_ms is None else now_ms,
             }
         )
-        return web.Response(body=body, content_type="application/json", headers=headers)
-
-    def _error(self, code: int, msg: str) -> tuple[web.Response, int]:
-        return self._envelope(code, msg), code
-
-    # -- endpoints -----------------------------------------------------------
-
-    def _market_time(self, user: User | None, record: RecordedRequest) -> _Outcome:
-        ns = _wall_ns() + self.clock_offset_ms * 1_000_000
-        return 0, None, {"timeSecond": str(ns // 1_000_000_000), "timeNano": str(ns)}
-
-    def _set_auto_add_margin(self, user: User | None, record: RecordedRequest) -> _Outcome:
-        assert user is not None
-        try:
-            params = orjson.loads(record.body)
-        except orjson.JSONDecodeError:
-            return _params_error("request body is not valid JSON")
-        if not isinstance(params, dict):
-            return _params_error("request body must be a JSON object")
-        category = params.get("category")
-        if category is None:
-            return _params_error("category is required")
-        if category != "linear":
-            return _params_error("category must be linear")
-        symbol = params.get("symbol")
-        if symbol is None:
-            return _params_error("symbol is required")
-        if symbol not in self.instruments:
-            return _params_error("symbol invalid")
-        if "autoAddMargin" not in params:
-            return _params_error("autoAddMargin is required")
-        flag = params["autoAddMargin"]
-        if type(flag) is not int or flag not in (0, 1):
-            return _params_error("autoAddMargin must be 0 or 1")
-        idx: int | None = None
-        if "positionIdx" in params:
-            # Present means it must be a real index: null is refused, not read as absent.
-            idx = params["positionIdx"]
-            if type(idx) is not int or idx not in (0, 1, 2):
-                return _params_error("positionIdx must be 0, 1 or 2")
-
-        positions = Accounts.positions(user, symbol)
-        hedge = 0 not in positions
-        if (idx in (1, 2)) != hedge:
-            return 10001, "position idx not match position mode", {}
-        position = positions[0 if idx is None else idx]
-        if user.margin_mode == "portfolio":
-            return 110077, DEFAULT_MESSAGES[110077], {}
-        if position.margin_mode != "isolated":
-            return 110076, DEFAULT_MESSAGES[110076], {}
-        if position.auto_add_margin == flag:
-            return 10001, NOT_MODIFIED_MSG, {}
-        position.auto_add_margin = flag
-        return 0, None, {}
-
-    def _position_list(self, user: User | None, record: RecordedRequest) -> _Outcome:
-        assert user is not None
-        params: dict[str, str] = {}
-        for name, value in parse_qsl(record.query, keep_blank_values=True):
-            if name in params:
-                return _params_error(f"{name} given twice")
-            params[name] = value
-        category = params.get("category")
-        if not category:
-            return _params_error("category is required")
-        if category != "linear":
-            return _params_error("category only support linear")
-        limit_text = params.get("limit", "20")
-        limit = _parse_uint(limit_text)
-        if limit is None or not 1 <= limit <= 200:
-            return _params_error("limit must be an integer from 1 to 200")
-        cursor = params.get("cursor", "")
-        offset = 0
-        if cursor:
-            parsed = _parse_uint(cursor.removeprefix("page-"))
-            if not cursor.startswith("page-") or parsed is None:
-                return _params_error("cursor invalid")
-            offset = parsed
-        symbol = params.get("symbol")
-        settle = params.get("settleCoin")
-        if symbol:
-            if symbol not in self.instruments:
-                return _params_error(f"symbol invalid {symbol}")
-            found = sorted(Accounts.positions(user, symbol).items())
-            listed = [position for _, position in found]
-        elif settle:
-            listed = [
-                position
-                for name in sorted(user.positions)
-                if self.instruments.settle_coin(name) == settle
-                for _, position in sorted(user.positions[name].items())
-                if float(position.size) > 0
-            ]
-        else:
-            return _params_error("symbol or settleCoin is required")
-        page = listed[offset : offset + limit]
-        more = offset + limit < len(listed)
-        return (
-            0,
-            None,
-            {
-                "list": [position.to_json() for position in page],
-                "nextPageCursor": f"page-{offset + limit}" if more else "",
-                "category": "linear",
-            },
-        )
-
-
-#: The routes: path -> (method, signed, handler, success retMsg); the one table of them.
-_ROUTES: Mapping[str, _Route] = {
-    MARKET_TIME_PATH: _Route("GET", False, BybitSimulator._market_time, "OK"),
-    SET_AUTO_ADD_MARGIN_PATH: _Route("POST", True, BybitSimulator._set_auto_add_margin, "OK"),
-    POSITION_LIST_PATH: _Route("GET", True, BybitSimulator._position_list, "OK"),
-}
-
-
-def _params_error(problem: str) -> _Outcome:
-    return 10001, f"params error: {problem}", {}
-
-
-def _parse_uint(text: str) -> int | None:
-    # int() would also take signs, spaces, underscores and non-ASCII digits.
-    if text.isascii() and text.isdigit() and len(text) <= 19:
-        return int(text)
-    return None
 
 
 def _decimal_text(size: str | float) -> str:
