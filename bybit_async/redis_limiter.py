@@ -391,6 +391,9 @@ class RedisLimiter:
         self._no_script: type[BaseException] = NoScriptError
         self._sha = hashlib.sha1(EXCHANGE.encode()).hexdigest()
         self._loaded = False
+        # Seconds an exchange takes, smoothed: a slot passes locally (see _roll)
+        # only when Redis is far enough away for its round trips to matter.
+        self._round_trip = 0.0
 
         self._account = account
         # The api_key-derived account, when the account was derived rather than named.
@@ -803,6 +806,7 @@ class RedisLimiter:
             and self._down is None
             and not self._caps
             and group.short
+            and self._round_trip * 100 > group.window
             and group.live() - group.asked - group.rolling > 0
         ):
             # A call of this process waits on this budget: keep the slot, for it, from
@@ -1068,6 +1072,8 @@ class RedisLimiter:
                 self._kick()
         for group, wanted, _ in asked:
             group.asked -= wanted
+        took = self._clock() - sent_at
+        self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took
         if self._down is not None:
             self._came_back()
         try:

@@ -342,11 +342,12 @@ async def test_default_account_is_a_hash_of_the_key_and_the_key_never_reaches_re
 async def test_limit_status_zero_seen_by_one_process_holds_the_endpoint_for_all(
     redis_server: RedisServer,
 ) -> None:
-    # No client-side endpoint limit: only Bybit's answer can hold the endpoint.
+    # A client-side endpoint limit out of reach (configured, so that the answers'
+    # X-Bapi-Limit is not learned): only Bybit's answer can hold the endpoint.
     # As on Bybit, the reset header is in the future only on the 10006 itself:
     # the first process is refused once, and the second must then wait for the
     # reset instead of being refused too, which it does only if the hold is shared.
-    limits = RateLimits(endpoints={})
+    limits = RateLimits(endpoints={PATH: 100})
     account, ip_scope = unique("main"), unique("ip")
     async with (
         BybitSimulator(endpoint_limits={PATH: 3}, instruments=None) as sim,
