@@ -57,7 +57,7 @@ async def _cost(url: str, calls: int, concurrency: int) -> Json:
     from bybit_async import LocalLimiter, RateLimits, RedisLimiter
 
     # Nothing to wait for: no endpoint limit and an IP limit out of reach.
-    path = "/bench"
+    path = "/v5/bench/cost"
     limits = RateLimits(ip_limit=10**9, endpoints={path: 10**9})
     out: Json = {}
     redis_limiter = RedisLimiter(url, account="bench", ip_scope=uuid.uuid4().hex, limits=limits)

@@ -770,3 +770,45 @@ async def test_a_password_from_the_environment_reaches_redis(own_redis: RedisSer
     async with RedisLimiter(own_redis.url, account=unique("a")) as without:
         with pytest.raises(LimiterUnavailableError):
             await without.acquire(PATH)
+
+
+async def test_command_line_reads_the_redis_password_from_a_file(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    admin = Redis.from_url(own_redis.url)
+    await admin.config_set("requirepass", "s3cret")
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret\n")
+    account = unique("cli")
+    async with BybitSimulator(instruments=None) as sim:
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
+            "BYBIT_API_KEY": sim.api_key,
+            "BYBIT_API_SECRET": sim.api_secret,
+        }
+        env.pop("BYBIT_REDIS_PASSWORD", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bybit_async",
+            "set-auto-add-margin",
+            "BTCUSDT",
+            "--on",
+            "--base-url",
+            sim.url,
+            "--redis-url",
+            own_redis.url,
+            "--redis-password-file",
+            str(secret),
+            "--account",
+            account,
+            "--json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+    await admin.execute_command("AUTH", "s3cret")
+    assert await admin.exists(f"bybit-async:acct:{account}:ep:{PATH}")
+    await admin.aclose()
