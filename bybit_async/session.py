@@ -458,6 +458,10 @@ class BybitSession:
         bind_api_key = getattr(limiter, "bind_api_key", None)
         if bind_api_key is not None:
             bind_api_key(api_key)
+        # ... and fit how long it keeps a permit to how long a request may take.
+        bind_timeout = getattr(limiter, "bind_timeout", None)
+        if bind_timeout is not None:
+            bind_timeout(timeout)
 
         self._api_key = api_key
         self._base_url = base_url

@@ -316,6 +316,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(redis://[:password@]host:port/db; needs bybit-async[redis])",
     )
     cmd.add_argument(
+        "--redis-password-file",
+        metavar="FILE",
+        help="with --redis-url: read the Redis password from FILE's first line, so that it is "
+        "not on the command line (default: BYBIT_REDIS_PASSWORD, when the URL has none)",
+    )
+    cmd.add_argument(
         "--account",
         metavar="NAME",
         help="with --redis-url: the name of the shared budget, the same for every key of one "
