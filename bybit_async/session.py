@@ -20,13 +20,11 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
@@ -37,15 +35,12 @@ from .endpoint_limits import CATEGORY_KEYS, budget_key
 from .errors import (
     BybitAPIError,
     BybitError,
-    ConnectError,
-    ConnectionDroppedError,
     HTTPStatusError,
     InvalidResponseError,
     LimiterUnavailableError,
     RequestTimeout,
     SessionClosedError,
     SessionHaltedError,
-    TransportError,
     error_for_ret_code,
     error_for_status,
     is_not_modified,
@@ -64,6 +59,17 @@ from .events import (
     SessionHalted,
     SessionResumed,
     reason_of,
+)
+from .http import (
+    CONNECTED,
+    Connector,
+    close_sockets,
+    frameless,
+    int_header,
+    read_capped,
+    redirect_detail,
+    scrubbed,
+    transport_error,
 )
 from .models import ApiResponse, PositionIdx
 from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
@@ -125,128 +131,12 @@ SERVER_TIME: Final = "/v5/market/time"
 # A V5 path: no query, no escapes, nothing a URL parser could read two ways.
 _PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
 
-# Set in the calling task once the pool hands out a connection: a failure before
-# it means the request cannot have left this machine (a pool-wait timeout, say).
-_CONNECTED: ContextVar[bool] = ContextVar("bybit_async_connected", default=False)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """A `TCPConnector` that notes in `_CONNECTED` when a request got its connection."""
-
-    async def connect(
-        self,
-        req: aiohttp.ClientRequest,
-        traces: list[aiohttp.tracing.Trace],
-        timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
-        _CONNECTED.set(True)
-        return connection
-
-
-# aiohttp's exceptions -> ours; the most derived listed class of an error applies.
-# Any failure before the pool gave a connection is a ConnectError (not sent);
-# a timeout after it may follow the send.
-_TRANSPORT_ERRORS: Mapping[type[BaseException], type[TransportError]] = {
-    aiohttp.ConnectionTimeoutError: ConnectError,
-    aiohttp.ClientConnectorError: ConnectError,
-    aiohttp.ServerDisconnectedError: ConnectionDroppedError,
-    aiohttp.ClientOSError: ConnectionDroppedError,
-    aiohttp.ClientPayloadError: ConnectionDroppedError,
-    aiohttp.ServerTimeoutError: RequestTimeout,
-    asyncio.TimeoutError: RequestTimeout,
-    TimeoutError: RequestTimeout,
-    aiohttp.ClientError: TransportError,
-}
-
-
-def _transport_error(exc: BaseException, method: str, path: str, connected: bool) -> TransportError:
-    if connected:
-        cls = next(
-            (c for k in type(exc).__mro__ if (c := _TRANSPORT_ERRORS.get(k)) is not None),
-            TransportError,
-        )
-    else:
-        cls = ConnectError
-    detail = str(exc) or type(exc).__name__
-    return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
-
-
-def _scrubbed(exc: BaseException) -> BaseException:
-    """*exc*, or a copy of it that no longer holds the signed request.
-
-    aiohttp's response errors keep the request's headers (the key and the
-    signature) in ``request_info``; the copy keeps its URL and method only,
-    and none of the original's chain.
-    """
-    info = getattr(exc, "request_info", None)
-    if not isinstance(info, aiohttp.RequestInfo):
-        return exc
-    clean = aiohttp.RequestInfo(
-        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
-    )
-    scrubbed = copy.copy(exc)
-    vars(scrubbed).update(request_info=clean, history=())
-    scrubbed.args = (clean, ())
-    return scrubbed
-
 
 def _is_coroutine_function(hook: object) -> bool:
     """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
     while isinstance(hook, functools.partial):
         hook = hook.func
     return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
-
-
-def _frameless(error: BaseException | None) -> BaseException | None:
-    """Return *error* with the tracebacks of it and of its whole chain dropped."""
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        link = stack.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        stack += (link.__cause__, link.__context__)
-    return error
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    """Return header *name* as an int of at most 19 ASCII digits, so no arithmetic overflows."""
-    value = headers.get(name)
-    if value is None:
-        return None
-    if len(value) <= 19 and value.isdigit() and value.isascii():
-        return int(value)
-    # A hostile or broken value is ignored, never raised: the answer may be a success.
-    _log.debug("ignoring header %s: %.40r", name, value)
-    return None
-
-
-def _redirect_detail(location: str | None) -> str:
-    if not location:
-        return "redirect without a Location, not followed"
-    try:
-        host = URL(location).host
-    except (ValueError, TypeError):
-        host = None
-    where = repr(host) if host else "a relative or unreadable Location"
-    return f"redirect to {where} not followed (credentials go to the session's host only)"
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    """Read *resp*'s body, decompressed, up to *cap* bytes; return it and whether it is whole."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > cap:
-            chunks.append(chunk[: len(chunk) - (size - cap)])
-            resp.close()  # the rest is never read: the connection cannot be reused
-            return b"".join(chunks), False
-        chunks.append(chunk)
-    return b"".join(chunks), True
 
 
 # The reason of a call its caller cancelled, in stats and events.
@@ -281,33 +171,6 @@ def _check_deadline(deadline: object) -> None:
     _check_positive("deadline", deadline, (int, float))
     if not math.isfinite(deadline):  # type: ignore[arg-type]
         raise ValueError(f"deadline must be finite, got {deadline!r}")
-
-
-def _close_sockets(connector: aiohttp.BaseConnector) -> None:
-    """Close the sockets of *connector*'s connections without their event loop.
-
-    Only for a pool whose loop is closed: aiohttp closes a connection through
-    its loop, which can no longer run anything, so the socket would stay open
-    until garbage collection, with a warning.
-    """
-    protocols = [proto for conns in connector._conns.values() for proto, _ in conns]
-    protocols.extend(connector._acquired)
-    for proto in protocols:
-        transport = proto.transport
-        if transport is None:
-            continue
-        # What the loop would have run next: close the socket, tell the protocol.
-        lost = getattr(transport, "_call_connection_lost", None)
-        try:
-            if lost is not None:
-                lost(None)
-            else:
-                transport.abort()
-        except Exception as exc:  # the protocol's callbacks need the closed loop
-            _log.debug("closing a connection of a closed loop: %r", exc)
-    connector._conns.clear()
-    connector._acquired.clear()
-    connector._closed = True
 
 
 def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
@@ -586,7 +449,7 @@ class BybitSession:
         # that, so the sockets are closed here, and the pool marked closed, so
         # that neither a socket nor an "unclosed" warning outlives the session.
         if connector is not None:
-            _close_sockets(connector)
+            close_sockets(connector)
         http._connector = None
 
     @property
@@ -727,7 +590,7 @@ class BybitSession:
     def _open(self, method: str, path: str) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("the session is closed", method=method, path=path)
-        connector = _Connector(limit=self._max_connections, ttl_dns_cache=300)
+        connector = Connector(limit=self._max_connections, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, trace_configs=self._trace_configs
         )
@@ -1085,7 +948,7 @@ class BybitSession:
         """
         failure: BybitError | None = None
         cap = self._max_response_bytes
-        _CONNECTED.set(False)
+        CONNECTED.set(False)
         started = time.perf_counter()
         try:
             async with http.request(
@@ -1102,7 +965,7 @@ class BybitSession:
                 if length is not None and length <= cap and "Content-Encoding" not in resp_headers:
                     body = await resp.read()  # one read, at most the cap: the usual case
                 else:
-                    body, whole = await _read_capped(resp, cap)
+                    body, whole = await read_capped(resp, cap)
                     if not whole and status == 200:
                         failure = InvalidResponseError(
                             body,
@@ -1111,20 +974,20 @@ class BybitSession:
                             reason=f"answer larger than max_response_bytes={cap}",
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = _scrubbed(exc)
+            failure = transport_error(exc, method, path, CONNECTED.get())
+            failure.__cause__ = scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks
             if permit is not None:
-                permit.release(sent=_CONNECTED.get())
+                permit.release(sent=CONNECTED.get())
             # aiohttp's frames below hold the signed headers too; a cancellation
             # needs none of them to be understood.
             raise exc.with_traceback(None)  # noqa: B904 (the same exception)
         except BaseException:
             del headers
             if permit is not None:
-                permit.release(sent=_CONNECTED.get())
+                permit.release(sent=CONNECTED.get())
             raise
         del headers
         latency = time.perf_counter() - started
@@ -1136,7 +999,7 @@ class BybitSession:
             # Raised outside the except clause, with aiohttp's error as the cause
             # but stripped of its frames, which hold the signed headers: a
             # traceback shown with its locals names the cause, not the signature.
-            raise failure from _frameless(failure.__cause__)
+            raise failure from frameless(failure.__cause__)
         return status, resp_headers, body, latency
 
     def _attempt_failed(
@@ -1215,9 +1078,9 @@ class BybitSession:
         of (None: a public request, whose headers say nothing of a budget).
         """
         clock = self._clock
-        limit = _int_header(resp_headers, "X-Bapi-Limit")
-        limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
-        reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
+        limit = int_header(resp_headers, "X-Bapi-Limit")
+        limit_status = int_header(resp_headers, "X-Bapi-Limit-Status")
+        reset_at = int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
         if limit is not None and limit_status is None and self._limiter is not None and key:
             self._observe_limit(method, path, key, None, None, limit)
@@ -1235,7 +1098,7 @@ class BybitSession:
                 self._observe_limit(method, path, key, limit_status, reset, limit)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
-        if retry_after is None and (header := _int_header(resp_headers, "Retry-After")):
+        if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
             retry_after = float(header)
 
         if _log.isEnabledFor(logging.DEBUG):
@@ -1248,7 +1111,7 @@ class BybitSession:
                     body.decode("utf-8", "replace"),
                     method=method,
                     path=path,
-                    detail=_redirect_detail(resp_headers.get("Location")),
+                    detail=redirect_detail(resp_headers.get("Location")),
                 )
             else:
                 error = error_for_status(status, body, method=method, path=path)
