@@ -1232,7 +1232,8 @@ class BybitSession:
         with the shortest round trip.  A signed call afterwards then costs one
         round trip instead of three (connect, clock sync, request), as long as
         it comes before the pool closes idle connections (aiohttp's keep-alive
-        timeout, 15 s).
+        timeout, 15 s).  A limiter with a ``warm_up`` coroutine method (such as
+        `RedisLimiter`, which connects to Redis) is warmed up first.
         """
         if isinstance(connections, bool) or not isinstance(connections, int):
             raise TypeError(f"connections must be an int, got {connections!r}")
@@ -1257,17 +1258,23 @@ class BybitSession:
             if self._observed:
                 self._clock_synced()
 
-        await self._guard(
-            "GET",
-            SERVER_TIME,
-            self._deadline,
-            self._retry.call(
+        limiter_warm_up: Callable[[], Awaitable[object]] | None = getattr(
+            self._limiter, "warm_up", None
+        )
+
+        async def warm() -> None:
+            # The limiter first: the clock's samples then take their permits
+            # without waiting for its connections.
+            if limiter_warm_up is not None:
+                await limiter_warm_up()
+            await self._retry.call(
                 sync,
                 idempotent=True,
                 before_retry=self._before_retry,
                 on_retry=self._retried if self._observed else None,
-            ),
-        )
+            )
+
+        await self._guard("GET", SERVER_TIME, self._deadline, warm())
 
     async def set_auto_add_margin(
         self,
