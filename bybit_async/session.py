@@ -17,7 +17,6 @@ import inspect
 import logging
 import math
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -28,6 +27,7 @@ import orjson
 from yarl import URL
 
 from ._version import __version__
+from .calls import CallsUnderWay
 from .clock import ServerClock, TimeSample, parse_time_nano
 from .egress import Egress, egress_for, egress_name
 from .encoding import encode_query, json_body
@@ -38,9 +38,7 @@ from .errors import (
     HTTPStatusError,
     InvalidResponseError,
     LimiterUnavailableError,
-    RequestTimeout,
     SessionClosedError,
-    SessionHaltedError,
     error_for_ret_code,
     error_for_status,
     is_not_modified,
@@ -49,15 +47,12 @@ from .events import (
     LIMITER_WAIT_REPORTED,
     AttemptAnswered,
     AttemptFailed,
-    CallEnded,
     ClockSynced,
     Event,
     EventHook,
     LimiterWaited,
     RetryScheduled,
     SessionClosed,
-    SessionHalted,
-    SessionResumed,
     reason_of,
 )
 from .http import (
@@ -137,34 +132,6 @@ def _is_coroutine_function(hook: object) -> bool:
     while isinstance(hook, functools.partial):
         hook = hook.func
     return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
-
-
-# The reason of a call its caller cancelled, in stats and events.
-_CANCELLED: Final = "cancelled"
-
-# Why the session ended a call: makes the error it raises, from its method and path.
-_Reason = Callable[[str, str], BybitError]
-
-
-def _ended(cls: type[BybitError], text: str, sent: bool) -> _Reason:
-    """The reason that raises *cls* with *text*, saying whether the request was sent."""
-
-    def reason(method: str, path: str) -> BybitError:
-        tail = "" if sent else "; the request was not sent"
-        error = cls(text + tail, method=method, path=path)
-        error.sent = sent
-        return error
-
-    return reason
-
-
-def _being_cancelled(task: asyncio.Task[Any]) -> bool:
-    if sys.version_info >= (3, 11):
-        return task.cancelling() > 0
-    # 3.10 keeps no count: a pending cancellation shows on the future it awaits,
-    # or as a cancellation still to be thrown in.
-    waiter = getattr(task, "_fut_waiter", None)
-    return bool(getattr(task, "_must_cancel", False)) or (waiter is not None and waiter.cancelled())
 
 
 def _check_deadline(deadline: object) -> None:
@@ -346,17 +313,17 @@ class BybitSession:
         self._clock = clock or ServerClock()
         # The clock's generation last reported: a sync shared by many callers is one event.
         self._clock_seen = self._clock.generation
+        # The calls under way, and the halt after an IP ban.
+        self._calls = CallsUnderWay(self._stats, self._emit if on_event is not None else None)
         self._retry = RetryPolicy(
             max_retries,
             initial_wait=backoff_initial,
             max_wait=backoff_max,
             max_server_wait=max_server_wait,
-            sleep=self._back_off,
+            sleep=self._calls.back_off,
         )
         self._max_server_wait = max_server_wait
         self._ban_cooldown = ban_cooldown
-        # Set after an IP ban: (loop time until which nothing is sent, the error).
-        self._halted: tuple[float, BybitError] | None = None
         self._egress_name = egress if egress is not None else egress_name(base_url, proxy)
         # Joined at the first call, in the loop the session then belongs to.
         self._egress: Egress | None = None
@@ -364,15 +331,6 @@ class BybitSession:
         self._closed = False
         # The loop of the first call: the pool, limiter and clock belong to it.
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The tasks of the calls under way -> why the session interrupted one
-        # (None while it runs on); the calls waiting in the limiter, in back-off.
-        self._calls: dict[asyncio.Task[Any], _Reason | None] = {}
-        # Queued calls map to whether none of their attempts was sent before.
-        self._queued: dict[asyncio.Task[Any], bool] = {}
-        self._sleeping: set[asyncio.Task[Any]] = set()
-        # The calls under way that sent something -> the number of their last
-        # attempt to reach the network (none: nothing of the call was sent).
-        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -419,17 +377,9 @@ class BybitSession:
             self._abandon_pool()
             return
         if not self._closed and self._on_event is not None:
-            self._emit(SessionClosed(time.time(), len(self._calls)))
+            self._emit(SessionClosed(time.time(), len(self._calls.tasks)))
         self._closed = True
-        for task in list(self._calls):
-            self._interrupt(
-                task,
-                _ended(
-                    SessionClosedError,
-                    "the session was closed before the call ended",
-                    self._may_have_sent(task),
-                ),
-            )
+        self._calls.close()
         self._clock.cancel(
             SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
         )
@@ -491,8 +441,8 @@ class BybitSession:
         """
         if self._egress is not None:
             self._egress.resume()
-        if self._halted is not None:
-            self._resumed(early=True)
+        if self._calls.halted is not None:
+            self._calls.resumed(early=True)
 
     @property
     def egress(self) -> str:
@@ -503,20 +453,7 @@ class BybitSession:
         self, halted: tuple[float, BybitError] | None, cooldown: float, early: bool
     ) -> None:
         """Take in a halt of this session's egress (called by `bybit_async.egress.Egress`)."""
-        if halted is None:
-            if self._halted is not None:
-                self._resumed(early=early)
-            return
-        if self._halted is not None and self._halted[0] >= halted[0]:
-            return
-        self._halted = halted
-        error = halted[1]
-        if self._stats is not None:
-            self._stats.halted(True)
-        if self._on_event is not None:
-            self._emit(SessionHalted(time.time(), reason_of(error), cooldown))
-        for task in [*self._queued, *self._sleeping]:
-            self._interrupt(task, self._halted_reason)
+        self._calls.egress_halted(halted, cooldown, early)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of the session's counts and timings (`bybit_async.stats`).
@@ -525,7 +462,8 @@ class BybitSession:
         """
         if self._stats is None:
             raise RuntimeError("this session was created with stats=False")
-        halted = self._halted is not None and self._halted[0] > time.monotonic()
+        halted_until = self._calls.halted
+        halted = halted_until is not None and halted_until[0] > time.monotonic()
         in_force = getattr(self._limiter, "limits_in_force", None)
         limits = in_force() if in_force is not None else {}
         return self._stats.snapshot(halted=halted, limits=limits)
@@ -553,22 +491,6 @@ class BybitSession:
                 exc_info=first,
             )
 
-    def _resumed(self, *, early: bool) -> None:
-        self._halted = None
-        if self._stats is not None:
-            self._stats.halted(False)
-        if self._on_event is not None:
-            self._emit(SessionResumed(time.time(), early))
-
-    def _check_halted(self, method: str, path: str) -> None:
-        assert self._halted is not None
-        until, cause = self._halted
-        resume_in = until - time.monotonic()
-        if resume_in <= 0:
-            self._resumed(early=False)
-            return
-        raise SessionHaltedError(cause, resume_in, method=method, path=path)
-
     def _halt(self, error: BybitError) -> None:
         """Stop this session and every other of its egress for the cool-off."""
         if self._egress is not None:
@@ -577,15 +499,6 @@ class BybitSession:
             self.egress_halted(
                 (time.monotonic() + self._ban_cooldown, error), self._ban_cooldown, False
             )
-
-    def _halted_reason(self, method: str, path: str) -> BybitError:
-        if self._halted is not None:
-            until, cause = self._halted
-            resume_in = max(0.0, until - time.monotonic())
-            return SessionHaltedError(cause, resume_in, method=method, path=path)
-        return SessionHaltedError(  # resumed meanwhile; the call was stopped all the same
-            BybitError("an IP ban", method=method, path=path), 0.0, method=method, path=path
-        )
 
     def _open(self, method: str, path: str) -> aiohttp.ClientSession:
         if self._closed:
@@ -627,96 +540,20 @@ class BybitSession:
             share_ip(shared_ip_budget(loop, self._egress_name, self._ip_limits))
         egress.attach(self)
 
-    def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
-        """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        # A call waiting for its first permit or clock sync has sent nothing.
-        return task in self._attempted
+    def _guard(
+        self, method: str, path: str, deadline: float | None, work: Awaitable[T]
+    ) -> Awaitable[T]:
+        """*work* as a call of this session, to await: bounded by *deadline*, ended by `close`.
 
-    def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
-        self._interrupt(
-            task,
-            _ended(
-                RequestTimeout,
-                f"the call's deadline of {deadline:g} s passed (retries and waits included)",
-                self._may_have_sent(task),
-            ),
-        )
-
-    def _interrupt(self, task: asyncio.Task[Any], reason: _Reason) -> None:
-        """End the call that *task* is making: it raises ``reason(method, path)``.
-
-        A task already being cancelled is left to its cancellation.
+        Raises `RuntimeError` at once when the session belongs to another loop.
         """
-        calls = self._calls
-        if task in calls and calls[task] is None and not _being_cancelled(task):
-            calls[task] = reason
-            task.cancel()
-
-    async def _guard(self, method: str, path: str, deadline: float | None, work: Awaitable[T]) -> T:
-        """Await *work* as a call of this session: bounded by *deadline*, ended by `close`."""
         try:
             loop = self._own_loop()
         except RuntimeError:
             if asyncio.iscoroutine(work):
                 work.close()  # never started: no "never awaited" warning
             raise
-        task = asyncio.current_task()
-        if task is None or task in self._calls:  # no task to end, or a call within a call
-            return await work
-        self._calls[task] = None
-        timer = (
-            None
-            if deadline is None
-            else loop.call_later(deadline, self._deadline_passed, task, deadline)
-        )
-        converted = False
-        # Only an event has the call's elapsed time: stats alone need no clock reading.
-        started = time.perf_counter() if self._on_event is not None else 0.0
-        try:
-            result = await work
-        except asyncio.CancelledError:
-            reason = self._calls[task]
-            if reason is not None:
-                converted = True
-            # Another cancellation besides the session's own wins (3.11+ can tell).
-            if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
-                if self._observed:
-                    self._call_ended(
-                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
-                    )
-                raise
-            error = reason(method, path)
-            error.attempts = max(1, self._attempted.get(task, 0))
-            if self._observed:
-                self._call_ended(method, path, started, reason_of(error), error.attempts)
-            raise error from None
-        except BybitError as error:
-            if self._observed:
-                self._call_ended(method, path, started, reason_of(error), error.attempts)
-            raise
-        else:
-            if self._on_event is not None:
-                attempts = result.attempts if isinstance(result, ApiResponse) else 1
-                self._call_ended(method, path, started, None, attempts)
-            elif self._stats is not None:  # the common case, without a call more
-                self._stats.call_ended(None)
-            return result
-        finally:
-            if timer is not None:
-                timer.cancel()
-            reason = self._calls.pop(task)
-            self._attempted.pop(task, None)
-            if reason is not None and not converted and sys.version_info >= (3, 11):
-                task.uncancel()  # the cancellation was swallowed on the way: undo its count
-
-    def _call_ended(
-        self, method: str, path: str, started: float, reason: str | None, attempts: int
-    ) -> None:
-        if self._stats is not None:
-            self._stats.call_ended(reason)
-        if self._on_event is not None:
-            elapsed = time.perf_counter() - started
-            self._emit(CallEnded(time.time(), method, path, attempts, elapsed, reason))
+        return self._calls.guard(loop, method, path, deadline, work)
 
     def _retried(self, error: BybitError, attempt: int, wait: float) -> None:
         reason = reason_of(error)
@@ -736,18 +573,6 @@ class BybitSession:
             self._stats.clock_synced(clock.offset_ms, round_trip)
         if self._on_event is not None:
             self._emit(ClockSynced(time.time(), clock.offset_ms, round_trip))
-
-    async def _back_off(self, seconds: float) -> None:
-        """Sleep between attempts; an IP ban meanwhile ends the sleep (see `_halt`)."""
-        task = asyncio.current_task()
-        if task is None:
-            await asyncio.sleep(seconds)
-            return
-        self._sleeping.add(task)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self._sleeping.discard(task)
 
     # -- the one request path --------------------------------------------------
 
@@ -855,16 +680,17 @@ class BybitSession:
     async def _send(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, key: str, number: int
     ) -> ApiResponse:
-        if self._halted is not None:
-            self._check_halted(method, path)
+        if self._calls.halted is not None:
+            self._calls.check_halted(method, path)
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
         permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
         task = asyncio.current_task()
-        if task in self._calls:
-            self._attempted[task] = number
+        calls = self._calls
+        if task in calls.tasks:
+            calls.attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(
@@ -908,7 +734,7 @@ class BybitSession:
         if self._limiter is None:
             return None
         task = asyncio.current_task()
-        queued = self._queued
+        queued = self._calls.queued
         if task is not None:
             queued[task] = number == 1
         started = time.perf_counter() if self._observed else 0.0
@@ -925,9 +751,9 @@ class BybitSession:
                 self._stats.waited(waited)
             if self._on_event is not None and waited >= LIMITER_WAIT_REPORTED:
                 self._emit(LimiterWaited(time.time(), method, path, waited))
-        if self._halted is not None:  # halted while this request waited
+        if self._calls.halted is not None:  # halted while this request waited
             permit.release(sent=False)
-            self._check_halted(method, path)
+            self._calls.check_halted(method, path)
         return permit
 
     async def _exchange(
@@ -1182,8 +1008,8 @@ class BybitSession:
 
     async def _sample_server_time(self) -> TimeSample:
         """Read the server's clock, timing the HTTP exchange alone, not the limiter's wait."""
-        if self._halted is not None:
-            self._check_halted("GET", SERVER_TIME)
+        if self._calls.halted is not None:
+            self._calls.check_halted("GET", SERVER_TIME)
         http = self._http or self._open("GET", SERVER_TIME)
         permit = await self._acquire("GET", SERVER_TIME)
         url = self._url(SERVER_TIME)
