@@ -60,19 +60,24 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from .endpoint_limits import ENDPOINT_LIMITS
 from .errors import LimiterUnavailableError
 from .ratelimit import IpBudget, LimitInForce, LimitSource, LocalLimiter, Permit, RateLimits
+from .redis_config import (
+    PASSWORD_ENV,
+    _check_seconds,
+    _describe_client,
+    _redacted,
+    account_for_api_key,
+    redis_url_with_password,
+)
 from .redis_scripts import EXCHANGE
 
 if TYPE_CHECKING:
@@ -97,9 +102,6 @@ DEFAULT_LEASE = 10.0
 #: that took it; a call held up longer takes a new permit.
 DEFAULT_HANDOVER = 2.0
 
-#: The environment variable `redis_url_with_password` reads the password from.
-PASSWORD_ENV = "BYBIT_REDIS_PASSWORD"
-
 _INSTALL_HINT = 'RedisLimiter needs redis-py: pip install "bybit-async[redis]"'
 
 #: Most permits asked for one budget key in one exchange (Lua's stack limits
@@ -119,79 +121,6 @@ _MOST_IN_FLIGHT = 2
 _MOST_PENDING = 100_000
 
 _US = 1_000_000
-
-
-def account_for_api_key(api_key: str) -> str:
-    """Return the account name `RedisLimiter` uses for *api_key* when none is given.
-
-    The first 16 hex digits of the key's SHA-256: the key itself never
-    reaches Redis or a log.
-    """
-    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-def redis_url_with_password(
-    url: str,
-    *,
-    env: Mapping[str, str] = os.environ,
-    password_file: str | os.PathLike[str] | None = None,
-) -> str:
-    """Return *url* with the Redis password put in, so that it need not be on a command line.
-
-    The password comes from *password_file* (its first line) when given,
-    else from the environment variable ``BYBIT_REDIS_PASSWORD`` in *env*
-    when set; a URL that already holds a password is returned as it is,
-    unless a file is given too (`ValueError`: two passwords).  A username
-    in the URL is kept.  Works for ``redis://``, ``rediss://`` and
-    ``unix://`` URLs.
-    """
-    parts = urlsplit(url)
-    if password_file is not None:
-        if parts.password is not None:
-            raise ValueError("the Redis URL has a password and a password file is given too")
-        lines = Path(password_file).read_text(encoding="utf-8").splitlines()
-        password = lines[0] if lines else ""
-        if not password:
-            raise ValueError(f"the Redis password file {os.fspath(password_file)!r} is empty")
-    else:
-        if parts.password is not None:
-            return url
-        password = env.get(PASSWORD_ENV, "")
-        if not password:
-            return url
-    host = parts.netloc.rpartition("@")[2]
-    user = quote(parts.username or "", safe="")
-    netloc = f"{user}:{quote(password, safe='')}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _redacted(url: str) -> str:
-    """*url* without its password, if it has one."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _describe_client(client: Any) -> str:
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "?"), kwargs.get("port", "?"), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
-
-
-def _check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (value >= 0 if zero_ok else value > 0) or math.isinf(value):
-        raise ValueError(f"{name} must be {'zero or more' if zero_ok else 'positive'}: {value!r}")
-    return float(value)
 
 
 class _Own:
