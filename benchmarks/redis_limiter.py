@@ -22,6 +22,7 @@ import functools
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .common import SET_AUTO_ADD_MARGIN, Config, Json, log, run_on, summary
+from .common import (
+    SET_AUTO_ADD_MARGIN,
+    Config,
+    Json,
+    log,
+    process_cpu_seconds,
+    run_on,
+    simulator_process,
+    summary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "tests" / "redis_engine.py"
@@ -47,8 +57,8 @@ async def _cost(url: str, calls: int, concurrency: int) -> Json:
     from bybit_async import LocalLimiter, RateLimits, RedisLimiter
 
     # Nothing to wait for: no endpoint limit and an IP limit out of reach.
-    limits = RateLimits(ip_limit=10**9, endpoints={})
-    path = "/bench"
+    path = "/v5/bench/cost"
+    limits = RateLimits(ip_limit=10**9, endpoints={path: 10**9})
     out: Json = {}
     redis_limiter = RedisLimiter(url, account="bench", ip_scope=uuid.uuid4().hex, limits=limits)
     limiters: dict[str, Any] = {"redis": redis_limiter, "local": LocalLimiter(limits)}
@@ -148,6 +158,238 @@ async def _sweep_round(redis_url: str, per_process: int) -> Json:
     return out
 
 
+# -- issue 24: a session's cost, distance, a stalled engine, a restart ---------------------
+
+SESSION_CONCURRENCY = 50
+#: Goals of issue 24, in one run.
+TARGET_SESSION_CPU_RATIO = 1.5
+TARGET_SESSION_RPS_RATIO = 0.8
+TARGET_DISTANCE_RATIO = 1.15
+DISTANCE_DELAY = 0.100  # each way
+
+
+def _session_options(kind: str, redis_url: str) -> Json:
+    from bybit_async import LocalLimiter, RateLimits, RedisLimiter
+
+    # Limits out of reach, and the simulator's own limit headers not held to.
+    limits = RateLimits(ip_limit=10**7, endpoints={SET_AUTO_ADD_MARGIN: 10**7})
+
+    class UnheldLocal(LocalLimiter):
+        def observe(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class UnheldRedis(RedisLimiter):
+        def observe(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    if kind == "local":
+        return {"limiter": UnheldLocal(limits)}
+    return {
+        "limiter": UnheldRedis(
+            redis_url,
+            account=f"bench-{uuid.uuid4().hex[:8]}",
+            ip_scope=uuid.uuid4().hex,
+            limits=limits,
+        )
+    }
+
+
+async def _session_cost(redis_url: str, redis_pid: int | None, sweeps: int, requests: int) -> Json:
+    """Client CPU and throughput of a session at concurrency 50: RedisLimiter vs LocalLimiter."""
+    from .throughput import SdkClient, timed_round
+
+    kinds = ("local", "redis")
+    rounds: dict[str, list[Json]] = {k: [] for k in kinds}
+    redis_cpu: list[float] = []
+    with simulator_process() as sim:
+        clients = {
+            k: SdkClient(sim.url, prefix=f"RL{k.upper()}", **_session_options(k, redis_url))
+            for k in kinds
+        }
+        try:
+            for client in clients.values():
+                await timed_round(client, SESSION_CONCURRENCY, 200, 10.0, sim)  # warm-up
+            for sweep in range(sweeps):
+                order = kinds if sweep % 2 == 0 else kinds[::-1]
+                for kind in order:
+                    before = process_cpu_seconds(redis_pid) if redis_pid else None
+                    result = await timed_round(
+                        clients[kind], SESSION_CONCURRENCY, requests, 10.0, sim
+                    )
+                    after = process_cpu_seconds(redis_pid) if redis_pid else None
+                    if kind == "redis" and before is not None and after is not None:
+                        redis_cpu.append((after - before) / max(1, result["requests"]) * 1e6)
+                    rounds[kind].append(result)
+                log(
+                    f"redis limiter: session sweep {sweep + 1}/{sweeps}: "
+                    + ", ".join(
+                        f"{k} {rounds[k][-1]['cpu_us']:.0f} us/req {rounds[k][-1]['rps']:.0f} rps"
+                        for k in kinds
+                    )
+                )
+        finally:
+            for client in clients.values():
+                await client.close()
+                limiter = getattr(client.session, "_limiter", None)
+                if hasattr(limiter, "aclose"):
+                    await limiter.aclose()
+    pairs = list(zip(rounds["redis"], rounds["local"], strict=True))
+    return {
+        "concurrency": SESSION_CONCURRENCY,
+        "requests_per_round": requests,
+        "sweeps": sweeps,
+        "cpu_us": {k: summary([r["cpu_us"] for r in rounds[k]]) for k in kinds},
+        "rps": {k: summary([r["rps"] for r in rounds[k]]) for k in kinds},
+        "errors": {k: sum(r["errors"] for r in rounds[k]) for k in kinds},
+        "cpu_ratio": statistics.median(a["cpu_us"] / b["cpu_us"] for a, b in pairs),
+        "rps_ratio": statistics.median(a["rps"] / b["rps"] for a, b in pairs),
+        "redis_server_cpu_us": summary(redis_cpu) if redis_cpu else None,
+    }
+
+
+async def _distance(redis_port: int, per_engine: int) -> Json:
+    """2 engines x N calls on one account at 10/s: Redis next door, and 100 ms away each way."""
+    from bybit_async.testing import BybitSimulator, NetworkDelay
+    from tests.tcp_proxy import TcpProxy
+
+    out: Json = {}
+    async with TcpProxy("127.0.0.1", redis_port, delay=DISTANCE_DELAY) as proxy:
+        for where, url in (("near", f"redis://127.0.0.1:{redis_port}/0"), ("far", proxy.url)):
+            delay = NetworkDelay(low=0.005, high=0.015)
+            async with BybitSimulator(network_delay=delay, instruments=None) as sim:
+                account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+                configs = [
+                    {
+                        "api_key": sim.api_key,
+                        "api_secret": sim.api_secret,
+                        "limit": LIMIT,
+                        "limiter": "redis",
+                        "redis_url": url,
+                        "account": account,
+                        "ip_scope": scope,
+                        "symbols": [f"D{p}X{i:03d}USDT" for i in range(per_engine)],
+                    }
+                    for p in range(2)
+                ]
+                results = await _engines(sim.url, configs)
+                out[where] = {
+                    "wall_s": max(r["seconds"] for r in results),
+                    "ok": sum(r["ok"] for r in results),
+                    "answers_10006": sim.count(SET_AUTO_ADD_MARGIN, ret_code=10006),
+                    "max_in_1s": sim.max_in_window(SET_AUTO_ADD_MARGIN, 1.0),
+                }
+    out["ratio"] = out["far"]["wall_s"] / out["near"]["wall_s"]
+    return out
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "?"
+
+
+async def _stall(redis_url: str) -> Json:
+    """Engine A is granted 10 permits and stopped past its lease; B uses the budget; A resumes."""
+    from bybit_async.testing import BybitSimulator, NetworkDelay
+
+    delay = NetworkDelay(low=0.005, high=0.015)
+    async with BybitSimulator(network_delay=delay, instruments=None) as sim:
+        account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        common = {
+            "base_url": sim.url,
+            "api_key": sim.api_key,
+            "api_secret": sim.api_secret,
+            "limit": LIMIT,
+            "limiter": "redis",
+            "redis_url": redis_url,
+            "account": account,
+            "ip_scope": scope,
+            "lease": 0.5,
+            "handover": 0.5,
+        }
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+        a = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ENGINE),
+            json.dumps(
+                {
+                    **common,
+                    "symbols": [f"A{i:02d}USDT" for i in range(LIMIT)],
+                    "stall_after_grant": True,
+                }
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert a.stdout is not None
+            line = await asyncio.wait_for(a.stdout.readline(), timeout=60)
+            if line.strip() != b"GRANTED":
+                raise RuntimeError(f"engine A did not stall: {line!r}")
+            # The process stops itself: poll /proc until it has (a benchmark, not a test).
+            while _state(a.pid) != "T":  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            stopped = time.perf_counter()
+            log("  engine A stopped with its permits; engine B runs")
+            b_results = await _engines(
+                sim.url, [{**common, "symbols": [f"B{i:02d}USDT" for i in range(LIMIT)]}]
+            )
+            paused = time.perf_counter() - stopped
+            log(f"  engine B done after {paused:.2f} s; engine A resumed")
+            a.send_signal(signal.SIGCONT)
+            out, err = await asyncio.wait_for(a.communicate(), timeout=120)
+            if a.returncode != 0:
+                raise RuntimeError(f"engine A failed: {err.decode()[-2000:]}")
+            a_result = json.loads(out.decode().splitlines()[-1])
+        finally:
+            if a.returncode is None:
+                a.send_signal(signal.SIGCONT)
+                a.kill()
+                await a.wait()
+        return {
+            "paused_s": paused,
+            "ok": a_result["ok"] + b_results[0]["ok"],
+            "answers_10006": sim.count(SET_AUTO_ADD_MARGIN, ret_code=10006),
+            "max_in_1s": sim.max_in_window(SET_AUTO_ADD_MARGIN, 1.0),
+        }
+
+
+async def _restart(server: Any, per_engine: int) -> Json:
+    """2 engines sending at the shared limit; Redis restarted empty midway."""
+    from bybit_async.testing import BybitSimulator, NetworkDelay
+
+    delay = NetworkDelay(low=0.005, high=0.015)
+    async with BybitSimulator(network_delay=delay, instruments=None) as sim:
+        account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        configs = [
+            {
+                "api_key": sim.api_key,
+                "api_secret": sim.api_secret,
+                "limit": LIMIT,
+                "limiter": "redis",
+                "redis_url": server.url,
+                "account": account,
+                "ip_scope": scope,
+                "symbols": [f"R{p}X{i:03d}USDT" for i in range(per_engine)],
+            }
+            for p in range(2)
+        ]
+        run = asyncio.ensure_future(_engines(sim.url, configs))
+        await sim.wait_for_requests(per_engine)  # about half way
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.start)
+        results = await run
+        return {
+            "ok": sum(r["ok"] for r in results),
+            "refused": sum(sum(r["errors"].values()) for r in results),
+            "answers_10006": sim.count(SET_AUTO_ADD_MARGIN, ret_code=10006),
+            "max_in_1s": sim.max_in_window(SET_AUTO_ADD_MARGIN, 1.0),
+        }
+
+
 def measure_redis_limiter(config: Config) -> Json:
     """Run the section; ``{"available": False, ...}`` when no redis-server can be found."""
     sys.path.insert(0, str(ROOT))
@@ -179,12 +421,44 @@ def measure_redis_limiter(config: Config) -> Json:
                     f"  shared {sweeps[-1]['shared']['wall_s']:.2f} s, "
                     f"single {sweeps[-1]['single']['wall_s']:.2f} s"
                 )
+            proc = getattr(server, "_proc", None)
+            pid = proc.pid if proc is not None else None
+            session_sweeps, session_requests = (8, 3000) if full else (4, 1500)
+            log(
+                f"redis limiter: a session at concurrency {SESSION_CONCURRENCY}, "
+                f"{session_sweeps} sweeps"
+            )
+            session = run_on(
+                "asyncio",
+                functools.partial(_session_cost, server.url, pid, session_sweeps, session_requests),
+            )
+            log(
+                f"  cpu ratio {session['cpu_ratio']:.2f}x, throughput ratio "
+                f"{session['rps_ratio']:.2f}x"
+            )
+            log(f"redis limiter: 2 engines x 30 at {LIMIT}/s, Redis next door and 100 ms away")
+            assert server.port is not None
+            distance = run_on("asyncio", functools.partial(_distance, server.port, 30))
+            log(
+                f"  near {distance['near']['wall_s']:.2f} s, far {distance['far']['wall_s']:.2f} s"
+                f" ({distance['ratio']:.3f}x)"
+            )
+            log("redis limiter: a stalled engine resumed after its lease")
+            stall = run_on("asyncio", functools.partial(_stall, server.url))
+            log(f"  most in 1 s: {stall['max_in_1s']}")
+            log("redis limiter: Redis restarted empty under 2 engines")
+            restart = run_on("asyncio", functools.partial(_restart, server, 30))
+            log(f"  most in 1 s: {restart['max_in_1s']}, refused {restart['refused']}")
     except NoRedisServer as exc:
         log(f"redis limiter: skipped: {exc}")
         return {"available": False, "reason": str(exc)}
     n = PROCESSES * per_process
     return {
         "available": True,
+        "session": session,
+        "distance": distance,
+        "stall": stall,
+        "restart": restart,
         "calls": calls,
         "cost_us": {
             name: {str(c): summary(v) for c, v in by_c.items()} for name, by_c in cost.items()
@@ -222,6 +496,7 @@ def redis_targets(section: Json) -> list[tuple[str, str, str, bool | None, float
             ratio <= TARGET_SHARED_SWEEP_RATIO,
             ratio,
         ),
+        *issue24_targets(section),
         (
             f"{section['processes']} processes on one account: 10006, most in any 1 s",
             f"{section['shared_10006']}, {section['shared_max_in_1s']}",
@@ -230,6 +505,63 @@ def redis_targets(section: Json) -> list[tuple[str, str, str, bool | None, float
             section["shared_10006"],
         ),
     ]
+
+
+def issue24_targets(section: Json) -> list[tuple[str, str, str, bool | None, float | None]]:
+    """Issue 24's goals, as ``(name, measured, goal, ok, value)``."""
+    out: list[tuple[str, str, str, bool | None, float | None]] = []
+    session = section.get("session")
+    if session:
+        cpu, rps = session["cpu_us"], session["rps"]
+        out.append(
+            (
+                f"client CPU per request at concurrency {session['concurrency']}, "
+                "RedisLimiter vs LocalLimiter",
+                f"{session['cpu_ratio']:.2f}x ({cpu['redis']['median']:.0f} vs "
+                f"{cpu['local']['median']:.0f} µs)",
+                f"<= {TARGET_SESSION_CPU_RATIO:.1f}x",
+                session["cpu_ratio"] <= TARGET_SESSION_CPU_RATIO,
+                session["cpu_ratio"],
+            )
+        )
+        out.append(
+            (
+                f"throughput at concurrency {session['concurrency']}, RedisLimiter vs LocalLimiter",
+                f"{session['rps_ratio']:.2f}x ({rps['redis']['median']:.0f} vs "
+                f"{rps['local']['median']:.0f} req/s)",
+                f">= {TARGET_SESSION_RPS_RATIO:.1f}x",
+                session["rps_ratio"] >= TARGET_SESSION_RPS_RATIO,
+                session["rps_ratio"],
+            )
+        )
+    distance = section.get("distance")
+    if distance:
+        out.append(
+            (
+                "2 engines x 30 calls, Redis 100 ms away each way vs next door",
+                f"{distance['ratio']:.3f}x ({distance['far']['wall_s']:.2f} s vs "
+                f"{distance['near']['wall_s']:.2f} s)",
+                f"<= {TARGET_DISTANCE_RATIO:.2f}x",
+                distance["ratio"] <= TARGET_DISTANCE_RATIO,
+                distance["ratio"],
+            )
+        )
+    for name, label in (
+        ("stall", "a stalled engine resumed after its lease: most in any 1 s"),
+        ("restart", "Redis restarted empty under 2 engines: most in any 1 s"),
+    ):
+        result = section.get(name)
+        if result:
+            out.append(
+                (
+                    label,
+                    str(result["max_in_1s"]),
+                    f"<= {section['limit']}",
+                    result["max_in_1s"] <= section["limit"],
+                    result["max_in_1s"],
+                )
+            )
+    return out
 
 
 def _cell(stats: Json) -> str:
@@ -268,8 +600,9 @@ def render_redis_limiter(section: Json, heading: str = "##") -> list[str]:
     )
     return [
         title,
+        *_render_issue24(section),
         "Acquire plus release, per request, nothing to wait for: a redis-server on "
-        "loopback (one Lua script call each way; the release in the background), beside "
+        "loopback (one exchange per batch of calls; releases batched), beside "
         f"the in-process limiter.  {section['calls']:,} requests per round; "
         "median (min-max) over rounds.",
         cost_table,
@@ -279,3 +612,37 @@ def render_redis_limiter(section: Json, heading: str = "##") -> list[str]:
         f"{section['limit']}/s with a 20 ms round trip.",
         sweep_table,
     ]
+
+
+def _render_issue24(section: Json) -> list[str]:
+    rows = issue24_targets(section)
+    if not rows:
+        return []
+    lines = [
+        "| Measure | Measured | Goal | Met |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {measured} | {goal} | {'yes' if ok else 'no'} |"
+            for name, measured, goal, ok, _ in rows
+        ),
+    ]
+    notes = []
+    session = section.get("session")
+    if session and session.get("redis_server_cpu_us"):
+        notes.append(
+            f"redis-server CPU per request in the session rounds: "
+            f"{session['redis_server_cpu_us']['median']:.1f} µs."
+        )
+    stall = section.get("stall")
+    if stall:
+        notes.append(
+            f"The stalled engine was stopped {stall['paused_s']:.2f} s (its lease and handover "
+            f"are 0.5 s each); {stall['ok']} calls answered, {stall['answers_10006']} x 10006."
+        )
+    restart = section.get("restart")
+    if restart:
+        notes.append(
+            f"Restart: {restart['ok']} answered, {restart['refused']} refused while Redis was "
+            f"down (fallback closed), {restart['answers_10006']} x 10006."
+        )
+    return ["\n".join(lines), " ".join(notes)]

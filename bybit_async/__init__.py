@@ -61,7 +61,16 @@ if TYPE_CHECKING:
     )
     from .models import ApiResponse, PositionIdx
     from .positions import EnsureReport, EnsureRow, EnsureStatus, Position
-    from .ratelimit import ENDPOINT_LIMITS, Limiter, LocalLimiter, Permit, RateLimits
+    from .ratelimit import (
+        ENDPOINT_LIMITS,
+        EndpointLimit,
+        IpBudget,
+        Limiter,
+        LimitInForce,
+        LocalLimiter,
+        Permit,
+        RateLimits,
+    )
     from .redis_limiter import RedisLimiter
     from .session import HOSTS, BybitSession
     from .signing import HmacSigner, RsaSigner, Signer
@@ -115,6 +124,9 @@ _LAZY = {
     "EnsureStatus": "positions",
     "Position": "positions",
     "ENDPOINT_LIMITS": "ratelimit",
+    "EndpointLimit": "ratelimit",
+    "IpBudget": "ratelimit",
+    "LimitInForce": "ratelimit",
     "Limiter": "ratelimit",
     "LocalLimiter": "ratelimit",
     "Permit": "ratelimit",
@@ -146,6 +158,7 @@ __all__ = [
     "ClockSynced",
     "ConnectError",
     "ConnectionDroppedError",
+    "EndpointLimit",
     "EnsureReport",
     "EnsureRow",
     "EnsureStatus",
@@ -158,6 +171,8 @@ __all__ = [
     "IPRateLimitError",
     "InvalidParameterError",
     "InvalidResponseError",
+    "IpBudget",
+    "LimitInForce",
     "LimitStatus",
     "Limiter",
     "LimiterUnavailableError",

@@ -41,6 +41,7 @@ __all__ = [
     "EndpointLimit",
     "TableRow",
     "budget_key",
+    "markdown",
     "table_rows",
 ]
 
@@ -331,3 +332,44 @@ def budget_key(path: str, category: object = None) -> str:
 def table_rows() -> tuple[TableRow, ...]:
     """The table as Bybit's page lays it out, one row per endpoint, in page order."""
     return _TABLE
+
+
+def _rate(budget: EndpointLimit) -> str:
+    unit = (
+        "s" if budget.window == 1.0 else "min" if budget.window == 60.0 else f"{budget.window:g} s"
+    )
+    return f"{budget.limit}/{unit}" + (" (upgradable)" if budget.upgradable else "")
+
+
+def markdown() -> str:
+    """The docs page of the table, as ``docs/endpoint-limits.md`` holds it."""
+    lines = [
+        "# Endpoint limits",
+        "",
+        "<!-- Made by `python -m bybit_async.endpoint_limits`; tests/test_docs.py checks it. -->",
+        "",
+        "Bybit's published per-UID limits for every V5 REST endpoint, as",
+        "`bybit_async.ENDPOINT_LIMITS` holds them: the limiter starts from these and",
+        "then keeps to what each answer's `X-Bapi-Limit` states for the account",
+        "(see [Rate limits](design-rate-limits.md)).  The budget key is what",
+        "`RateLimits(endpoints=...)` overrides and `session.stats().limits` reports.",
+        "Trade endpoints are limited per business line: `linear` and `inverse` share",
+        "one budget, `option` and `spot` have their own.  Market data endpoints are",
+        "public and limited only per IP (600 requests per 5 s).",
+        "",
+        f"Source: {SOURCE}; read {READ_ON}.",
+        "",
+    ]
+    section = None
+    for row in _TABLE:
+        if row.section != section:
+            section = row.section
+            lines += ["", f"## {section}", "", "| Method | Budget key | Limit |", "|---|---|---|"]
+        for line, budget in row.limits.items():
+            key = f"{row.path}:{line}" if line else row.path
+            lines.append(f"| {row.method} | `{key}` | {_rate(budget)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

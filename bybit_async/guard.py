@@ -28,24 +28,24 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Final, Literal, Protocol
 
 from .errors import BybitError
 from .events import GuardActed
-from .models import ApiResponse, PositionIdx
 from .positions import (
     EnsureRow,
     Position,
     PositionKey,
+    _Client,
     _decide,
     _write,
     auto_add_margin_params,
     plan_auto_add_margin,
     position_list_params,
 )
-from .stream import PositionStream, StreamLink
+from .stream import PositionStream, _PositionSource
 
 __all__ = ["guard_auto_add_margin", "settle_coin_of"]
 
@@ -58,39 +58,10 @@ _RETRY_MAX: Final = 60.0
 Trigger = Literal["reconcile", "update", "retry"]
 
 
-class _Session(Protocol):
-    """What the guard needs of a `BybitSession`."""
-
-    async def request(
-        self,
-        method: Literal["GET", "POST"],
-        path: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        signed: bool = True,
-        idempotent: bool | None = None,
-    ) -> ApiResponse: ...
-
-    async def set_auto_add_margin(
-        self,
-        symbol: str,
-        auto_add_margin: bool | int,
-        *,
-        category: str = "linear",
-        position_idx: int | PositionIdx | None = None,
-    ) -> ApiResponse: ...
-
-    async def get_positions(
-        self,
-        category: str = "linear",
-        *,
-        symbol: str | None = None,
-        settle_coin: str | None = None,
-    ) -> list[Position]: ...
+class _Session(_Client, _PositionSource, Protocol):
+    """What the guard needs of a `BybitSession`: reads and writes, and the stream."""
 
     def stream_positions(self, category: str = "linear", **options: Any) -> PositionStream: ...
-
-    def _stream_link(self) -> StreamLink: ...
 
 
 def settle_coin_of(symbol: str) -> str:

@@ -6,234 +6,170 @@ several engines (processes, hosts) trade on one account, each one's
 limit.  `RedisLimiter` keeps the same permits as `LocalLimiter`, but in
 Redis, where every engine of the account takes them:
 
-* for each (account, endpoint) a sorted set of permit ids, each scored by the
-  time it comes back: its *lease* expiry while the request is in flight, and
-  its answer's time plus the window plus `WINDOW_MARGIN` once released;
+* for each (account, budget key) a sorted set of permit ids, each scored by
+  the time it comes back: its *lease* expiry while the request is in flight,
+  and its answer's time plus the window plus `WINDOW_MARGIN` once released;
 * for each IP scope (an egress IP: by default the host name) the same for
   the 600-per-5-seconds IP limit, shared by every account on that IP;
-* for each (account, endpoint) the time until which the server said the
-  window is used up (``X-Bapi-Limit-Status: 0``).
+* for each (account, budget key) the time until which the server said the
+  window is used up (``X-Bapi-Limit-Status: 0``), and the limit the server
+  stated in ``X-Bapi-Limit`` (a *learned* limit, used by every engine of the
+  account unless the limit is configured in `RateLimits.endpoints`).
 
-One Lua script takes a permit of both levels atomically, or answers how long
-to wait until the earliest one comes back; another gives a permit back.  The
-scripts read the time from Redis (``TIME``), never from a client, so engines
-whose clocks disagree still count in one time line.  A permit whose process
-died (SIGKILL, lost network) expires after its lease: *lease* (the longest a
-request may be in flight) plus the window plus the margin.
+**One round trip for the calls that go together.**  A process talks to
+Redis through one *exchange* at a time (`bybit_async.redis_exchange`, with
+the script of `bybit_async.redis_scripts`): every release, hold and learned
+limit since the last exchange, and for each budget key as many permits as
+this process has calls waiting on it, in one script call.  While an
+exchange is in flight, what comes up meanwhile waits for the next one, so
+the cost per request falls as the load rises, and Redis far away costs one
+round trip per batch, not per call.  The script reads the time from Redis
+(``TIME``), so engines whose clocks disagree still count in one time line.
 
-Each Redis permit comes with a permit of this process's own `LocalLimiter`,
-which admits at once while Redis is up (this process's requests are part of
-the account's): it remembers what this process sent in the last window when
-Redis goes away or comes back empty.
+**A permit is checked before it is used.**  A permit must start its request
+within *handover* seconds of the exchange that took it; a call whose
+process stalled longer (a SIGSTOP, a VM pause, a blocking callback) gives
+it back and takes a new one, since Redis may have given its place to
+another engine meanwhile.  Redis keeps a permit its process never gives back
+for *handover* plus *lease* (the longest a request may be in flight) plus the
+window and the margin.  *lease* follows the session's *timeout*, and a lease
+shorter than the timeout is refused.
 
-Waiting is not polling: a call sleeps until the earliest permit can come back
-(a lower bound when that permit is still in flight: it cannot come back
-sooner than one window from now), and wakes early when a permit of this
-process is given back unused.  Within a process, calls to one endpoint queue
-first come, first served, and only the head of the queue asks Redis.
+**Restarts.**  Every exchange reads an *epoch* that the first exchange to
+find Redis empty writes.  An engine that sees the epoch change (Redis came
+back empty, was flushed, or is another server) keeps, until one window of
+the new epoch has passed, to what it sent itself in the last window: the
+engines together then send no more than they did before, which was within
+the limit.
 
 When Redis cannot be reached, `acquire` raises `LimiterUnavailableError`
 and nothing is sent (``fallback="closed"``, the default), or limits this
-process alone with a `LocalLimiter` (``fallback="local"``), logging one
-warning per outage.  Redis is asked again at most every *probe_interval*
-seconds, and used again as soon as it answers.
+process alone with its own `LocalLimiter` (``fallback="local"``), which
+takes a permit with every Redis permit and so knows what this process sent
+before.  Redis is asked again at most every *probe_interval* seconds.  An
+exchange that failed (a timeout, say) may still have been carried out: the
+permits it asked for are given back with the next exchange that succeeds.
 
 Needs redis-py (``pip install "bybit-async[redis]"``), imported only when a
-`RedisLimiter` is made.  Redis 5 or later (scripts replicated by effects,
-so that ``TIME`` may precede writes; on 3.2 and 4 the scripts ask for it).
+`RedisLimiter` is made.  Redis 5 or later.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import itertools
 import logging
 import math
 import socket
+import time
 import uuid
-from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit, urlunsplit
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
 
+from .endpoint_limits import ENDPOINT_LIMITS
 from .errors import LimiterUnavailableError
-from .ratelimit import LocalLimiter, Permit, RateLimits
+from .ratelimit import IpBudget, LimitInForce, LimitSource, LocalLimiter, Permit, RateLimits
+from .redis_config import (
+    PASSWORD_ENV,
+    _check_seconds,
+    _describe_client,
+    _redacted,
+    account_for_api_key,
+    redis_url_with_password,
+)
+from .redis_exchange import (
+    _MOST_IN_FLIGHT,
+    _MOST_PENDING,
+    _MOST_ROLLS,
+    _US,
+    _ExchangeDriver,
+    _Group,
+    _Own,
+)
+from .redis_scripts import EXCHANGE
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
 
-__all__ = ["DEFAULT_LEASE", "RedisLimiter", "account_for_api_key"]
+
+__all__ = [
+    "DEFAULT_HANDOVER",
+    "DEFAULT_LEASE",
+    "PASSWORD_ENV",
+    "RedisLimiter",
+    "account_for_api_key",
+    "redis_url_with_password",
+]
 
 _log = logging.getLogger("bybit_async")
 
-#: Seconds a request may be in flight before its permit is taken as lost: the
-#: session's default *timeout*.
+#: Seconds a request may be in flight before its permit is taken as lost, when
+#: no session states its *timeout*: the session's default *timeout*.
 DEFAULT_LEASE = 10.0
+
+#: Seconds within which a permit must start its request after the exchange
+#: that took it; a call held up longer takes a new permit.
+DEFAULT_HANDOVER = 2.0
 
 _INSTALL_HINT = 'RedisLimiter needs redis-py: pip install "bybit-async[redis]"'
 
-# All times in the scripts are microseconds of Redis's clock; scores are written
-# with %.0f, which prints a double's integer exactly (Lua's default, %.14g, would
-# round off the last digits of a 16-digit time).
-
-# KEYS: 1 IP permits, 2 endpoint hold, 3 endpoint permits (absent: no endpoint limit).
-# ARGV: 1 permit id ('' only counts), 2 IP limit, 3 IP lease, 4 IP hold,
-#       5 endpoint limit, 6 endpoint lease, 7 endpoint hold, 8 key TTL (ms).
-# Returns {1, 0} granted, {0, wait} not before wait µs, {2, free} when counting.
-_ACQUIRE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait = 0
-local free = math.huge
-local function level(key, limit, hold)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now))
-  local n = redis.call('ZCARD', key)
-  if limit - n < free then free = limit - n end
-  if n >= limit then
-    -- The permit whose return brings the count under the limit.  One still in
-    -- flight comes back one hold after its answer, so not before now + hold.
-    local nth = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
-    local back = math.min(tonumber(nth[2]), now + hold) - now
-    if back > wait then wait = back end
-  end
-end
-level(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[4]))
-if #KEYS > 2 then level(KEYS[3], tonumber(ARGV[5]), tonumber(ARGV[7])) end
-local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-if held > now then
-  free = 0
-  if held - now > wait then wait = held - now end
-end
-if ARGV[1] == '' then
-  if free < 0 then free = 0 end
-  return {2, free}
-end
-if wait > 0 then return {0, math.max(1, math.ceil(wait))} end
-redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[3])), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
-if #KEYS > 2 then
-  redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(ARGV[6])), ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[8])
-end
-return {1, 0}
-"""
-
-# KEYS: 1 IP permits, 2 endpoint permits (optional).
-# ARGV: 1 permit id, 2 '1' sent / '0' not sent, 3 IP hold, 4 endpoint hold, 5 key TTL (ms).
-# A sent permit is (re)scored to come back one hold from now, even if its lease
-# had run out meanwhile: the request may still be counted at the server.
-_RELEASE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for i, key in ipairs(KEYS) do
-  if ARGV[2] == '1' then
-    redis.call('ZADD', key, string.format('%.0f', now + tonumber(ARGV[2 + i])), ARGV[1])
-    redis.call('PEXPIRE', key, ARGV[5])
-  else
-    redis.call('ZREM', key, ARGV[1])
-  end
-end
-return 1
-"""
-
-# KEYS: 1 endpoint hold.  ARGV: 1 µs from now until which the endpoint is held.
-_HOLD = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ahead = tonumber(ARGV[1])
-local held = tonumber(redis.call('GET', KEYS[1]) or '0')
-if now + ahead > held then
-  redis.call('SET', KEYS[1], string.format('%.0f', now + ahead),
-             'PX', string.format('%.0f', math.ceil(ahead / 1000) + 1000))
-end
-return 1
-"""
-
-
-def account_for_api_key(api_key: str) -> str:
-    """Return the account name `RedisLimiter` uses for *api_key* when none is given.
-
-    The first 16 hex digits of the key's SHA-256: the key itself never
-    reaches Redis or a log.
-    """
-    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-def _redacted(url: str) -> str:
-    """*url* without its password, if it has one."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _describe_client(client: Any) -> str:
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "?"), kwargs.get("port", "?"), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
-
-
-def _check_seconds(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (value >= 0 if zero_ok else value > 0) or math.isinf(value):
-        raise ValueError(f"{name} must be {'zero or more' if zero_ok else 'positive'}: {value!r}")
-    return float(value)
-
 
 class _RedisPermit:
-    __slots__ = ("_id", "_limiter", "_local", "_path")
+    __slots__ = ("_group", "_limiter", "_local", "_rolls", "_seq")
 
-    def __init__(self, limiter: RedisLimiter, path: str, permit_id: str, local: Permit) -> None:
+    def __init__(
+        self, limiter: RedisLimiter, group: _Group, seq: int, local: Permit, rolls: int
+    ) -> None:
         self._limiter: RedisLimiter | None = limiter
-        self._path = path
-        self._id = permit_id
+        self._group = group
+        self._seq = seq
         self._local = local
+        self._rolls = rolls
 
     def release(self, sent: bool = True) -> None:
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
             self._local.release(sent)
-            limiter._release(self._path, self._id, sent)
+            limiter._give_back(self._group, self._seq, sent, self._rolls)
 
 
-class RedisLimiter:
+_SOURCES: dict[str, LimitSource] = {
+    "c": "configured",
+    "t": "table",
+    "l": "learned",
+    "u": "unknown",
+}
+
+
+class RedisLimiter(_ExchangeDriver):
     """A `Limiter` whose permits live in Redis, shared by every process of an account.
 
     *url_or_client* is a Redis URL (``redis://[:password@]host:port/db``,
-    ``rediss://`` for TLS, ``unix://``) or a ``redis.asyncio.Redis`` client;
-    a client given here is not closed by `aclose`.
+    ``rediss://`` for TLS, ``unix://``; see `redis_url_with_password` to keep
+    the password off command lines) or a ``redis.asyncio.Redis`` client; a
+    client given here is not closed by `aclose`.
 
     *account* names the budget: every limiter with the same *account* (and
-    *key_prefix*) on one Redis shares the per-endpoint permits, whatever its
-    API key, so give the same name to the keys of one Bybit UID.  Without it
-    the account is derived from *api_key* (see `account_for_api_key`), or
-    from the key of the `BybitSession` the limiter is given to.
-    *ip_scope* names the egress IP whose 600-per-5-s budget the limiter
-    shares (default: this host's name); give processes behind one NAT the
-    same scope.
+    *key_prefix*) on one Redis shares the per-endpoint permits and learned
+    limits, whatever its API key, so give the same name to the keys of one
+    Bybit UID.  Without it the account is derived from *api_key* (see
+    `account_for_api_key`), or from the key of the `BybitSession` the limiter
+    is given to.  *ip_scope* names the egress IP whose 600-per-5-s budget the
+    limiter shares (default: this host's name); give processes behind one NAT
+    the same scope.
 
-    *limits* are the limits kept (default `RateLimits()`); *lease* is the
-    longest a request can be in flight (the session's *timeout*): a permit
-    its process never gives back expires *lease* plus its window plus the
-    margin after it was taken.  *fallback* is what happens while Redis cannot
-    be reached: ``"closed"`` raises `LimiterUnavailableError` so that
-    nothing is sent, ``"local"`` limits this process alone with a
-    `LocalLimiter`.  Redis is asked again at most every *probe_interval*
-    seconds after a failure; each Redis command may take *redis_timeout*
-    seconds (URLs only; a client keeps its own settings).
+    *limits* are the limits kept (default `RateLimits()`).  *lease* is the
+    longest a request can be in flight: by default the *timeout* of the
+    session the limiter is given to (the longest of them), and a *lease*
+    shorter than a session's timeout raises `ValueError` there.  *handover*
+    is the longest a permit may wait between the exchange that took it and
+    its request's start (see the module's notes).  *fallback* is what happens
+    while Redis cannot be reached: ``"closed"`` raises
+    `LimiterUnavailableError` so that nothing is sent, ``"local"`` limits
+    this process alone with a `LocalLimiter`.  Redis is asked again at most
+    every *probe_interval* seconds after a failure; each Redis command may
+    take *redis_timeout* seconds (URLs only; a client keeps its own
+    settings).  *clock* is the monotonic clock permits are checked with.
 
     Use it from one event loop, and close it (`aclose`, or ``async with``)
     when done: the session does not, since several sessions may share it.
@@ -249,15 +185,17 @@ class RedisLimiter:
         ip_scope: str | None = None,
         fallback: Literal["closed", "local"] = "closed",
         lease: float | None = None,
+        handover: float = DEFAULT_HANDOVER,
         key_prefix: str = "bybit-async",
         probe_interval: float = 1.0,
         redis_timeout: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             from redis.asyncio import Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            from redis.exceptions import NoScriptError, RedisError
         except ImportError as exc:
             raise ImportError(_INSTALL_HINT) from exc
         if fallback not in ("closed", "local"):
@@ -271,20 +209,27 @@ class RedisLimiter:
                 raise ValueError(f"{name} must be a non-empty str without surrounding spaces")
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
             raise ValueError("api_key must be a non-empty str")
+        self._lease_given = lease is not None
+        # The longest session timeout bound so far (the lease, unless given).
+        self._bound: float | None = None
         lease = DEFAULT_LEASE if lease is None else _check_seconds("lease", lease)
+        handover = _check_seconds("handover", handover)
         probe_interval = _check_seconds("probe_interval", probe_interval, zero_ok=True)
         redis_timeout = _check_seconds("redis_timeout", redis_timeout)
 
         self._limits = limits = RateLimits() if limits is None else limits
+        self._token = uuid.uuid4().hex[:12]
         if isinstance(url_or_client, str):
             self._where = _redacted(url_or_client)
             # One immediate retry on a new connection: a pooled connection may have
-            # died with a Redis restart.  Both scripts are idempotent for one id.
+            # died with a Redis restart.  An exchange carried out twice takes the
+            # same permit ids and gives back the same ones: no more than once.
             self._redis: Redis = Redis.from_url(
                 url_or_client,
                 socket_timeout=redis_timeout,
                 socket_connect_timeout=redis_timeout,
                 retry=Retry(NoBackoff(), 1),
+                client_name=f"bybit-async-{self._token}",
             )
             self._owns_client = True
         elif isinstance(url_or_client, Redis):
@@ -297,9 +242,7 @@ class RedisLimiter:
                 f"got {type(url_or_client).__name__}"
             )
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self._acquire_script: AsyncScript = self._redis.register_script(_ACQUIRE)
-        self._release_script: AsyncScript = self._redis.register_script(_RELEASE)
-        self._hold_script: AsyncScript = self._redis.register_script(_HOLD)
+        self._no_script: type[BaseException] = NoScriptError
 
         self._account = account
         # The api_key-derived account, when the account was derived rather than named.
@@ -310,30 +253,29 @@ class RedisLimiter:
         self._prefix = key_prefix
         self._fallback = fallback
         self._probe_interval = probe_interval
-        self._lease = lease
+        self._handover = handover
+        self._clock = clock
+        self._ip_key = f"{key_prefix}:ip:{self._ip_scope}"
+        self._epoch_key = f"{key_prefix}:epoch"
+        self._ip_hold = limits.ip_window + limits.margin
+        self._set_lease(lease)
 
-        us = 1_000_000
-        self._ip_hold_us = round((limits.ip_window + limits.margin) * us)
-        self._ep_hold_us = round((limits.window + limits.margin) * us)
-        self._ip_lease_us = round(lease * us) + self._ip_hold_us
-        self._ep_lease_us = round(lease * us) + self._ep_hold_us
-        longest = max(self._ip_lease_us, self._ep_lease_us)
-        self._ttl_ms = str(math.ceil(longest / 1000) + 1000)
-
-        self._token = uuid.uuid4().hex[:12]
-        self._ids = itertools.count()
-        # Per path: (KEYS of the acquire script, ARGV after the id, KEYS of the release script).
-        self._plans: dict[tuple[str, bool], tuple[list[str], list[str], list[str], list[str]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._sleepers: set[asyncio.Future[None]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._init_exchanges()
+        self._fallback_waits: set[asyncio.Future[Any]] = set()
         # This process's own permits, taken with every Redis permit: the fallback
         # while Redis is down (fallback="local"), aware of what was sent before.
-        self._local = LocalLimiter(limits)
-        # Set while Redis is taken as down: why, and the loop time to ask it again.
+        self._local = LocalLimiter(limits, clock=clock)
+        # Set while Redis is taken as down: why, and the clock time to ask it again.
         self._down: str | None = None
         self._probe_at = 0.0
         self._closed = False
+
+    def _set_lease(self, lease: float) -> None:
+        self._lease = lease
+        self._ip_lease_us = round((self._handover + lease + self._ip_hold) * _US)
+        self._ttl_ms = str(math.ceil(self._ip_lease_us / 1000) + 60_000)
+        for group in getattr(self, "_groups", {}).values():
+            self._plan(group)
 
     # -- properties ----------------------------------------------------------
 
@@ -353,6 +295,11 @@ class RedisLimiter:
         return self._ip_scope
 
     @property
+    def lease(self) -> float:
+        """Seconds a request may be in flight before its permit is taken as lost."""
+        return self._lease
+
+    @property
     def redis_ok(self) -> bool:
         """False from a failure to reach Redis until it answers again."""
         return self._down is None
@@ -364,7 +311,7 @@ class RedisLimiter:
             f"ip_scope={self._ip_scope!r} fallback={self._fallback!r}>"
         )
 
-    # -- the Limiter interface ---------------------------------------------------
+    # -- hooks the session calls ------------------------------------------------
 
     def bind_api_key(self, api_key: str) -> None:
         """Take the account from *api_key* unless one was given; `BybitSession` calls this.
@@ -384,94 +331,211 @@ class RedisLimiter:
                 "RedisLimiter per key"
             )
 
-    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
-        """Wait for a permit of budget *path* and of the IP limit, taken together.
+    def bind_timeout(self, timeout: float) -> None:
+        """Fit the lease to a session's *timeout* (s); `BybitSession` calls this.
 
-        A request that is not *signed* takes an IP permit only.
-
-        Raises `LimiterUnavailableError` when Redis cannot be reached and
-        *fallback* is ``"closed"``.
+        Without *lease* given, the lease follows the longest timeout bound;
+        a *lease* given shorter than *timeout* raises `ValueError`: a request
+        could then still arrive at Bybit after its permit came back.
         """
+        timeout = _check_seconds("timeout", timeout)
+        if self._lease_given:
+            if timeout > self._lease:
+                raise ValueError(
+                    f"RedisLimiter lease ({self._lease:g} s) is shorter than the session's "
+                    f"timeout ({timeout:g} s): give lease >= timeout, or leave lease out to "
+                    "follow the timeout"
+                )
+            return
+        longest = timeout if self._bound is None else max(self._bound, timeout)
+        self._bound = longest
+        self._set_lease(longest)
+
+    def share_ip(self, budget: IpBudget) -> None:
+        """Count this process's own IP permits in *budget*, the process's shared IP budget.
+
+        The Redis IP budget (*ip_scope*) is shared across processes as before;
+        this is the fallback's and the restart rule's count.
+        """
+        self._local.share_ip(budget)
+
+    # -- the Limiter interface ---------------------------------------------------
+
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
+        """Wait for a permit of *path*'s budget and of the IP limit, taken together.
+
+        *path* is a budget key; *signed* false takes an IP permit only (a
+        public request).  Raises `LimiterUnavailableError` when Redis cannot
+        be reached and *fallback* is ``"closed"``, or when the limiter is
+        closed, also while the call waits.
+        """
+        if self._closed:
+            raise self._closed_error(path)
         if self._account is None:
             raise RuntimeError(
                 "RedisLimiter has no account: pass account= or api_key=, "
                 "or give it to a BybitSession"
             )
-        if self._closed:
-            raise RuntimeError("this RedisLimiter is closed")
         loop = asyncio.get_running_loop()
-        if self._down is not None and loop.time() < self._probe_at and self._fallback == "closed":
-            raise self._unavailable(path)
-        if self._down is None or loop.time() >= self._probe_at:
-            lock = self._locks.get(path)
-            if lock is None:
-                lock = self._locks[path] = asyncio.Lock()
-            async with lock:
-                permit_id = await self._take(path, loop, signed)
-            if permit_id is not None:
-                # This process's own permit too: it admits at once while Redis is
-                # up (this process's use is part of the account's), and it carries
-                # this process's recent requests across a switch to the fallback
-                # and back, or a Redis restarted empty.
-                try:
-                    local = await self._local.acquire(path, signed=signed)
-                except BaseException:
-                    self._release(path, permit_id, sent=False)
-                    raise
-                return _RedisPermit(self, path, permit_id, local)
-        if self._fallback == "local":
-            return await self._local.acquire(path, signed=signed)
-        raise self._unavailable(path)
-
-    def _unavailable(self, path: str) -> LimiterUnavailableError:
-        return LimiterUnavailableError(
-            f"not sent: {self._down}; nothing is sent while the shared count is unknown",
-            method="",
-            path=path,
-        )
+        group = self._group(path, signed)
+        front = False
+        while True:
+            if self._down is not None and self._clock() < self._probe_at:
+                return await self._fall_back(path, signed)
+            waiter: asyncio.Future[tuple[int, float, int] | None] = loop.create_future()
+            if front:
+                group.waiters.appendleft(waiter)
+            else:
+                group.waiters.append(waiter)
+            self._kick()
+            try:
+                grant = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    granted = waiter.result()
+                    if granted is not None:  # granted as the caller was cancelled
+                        self._give_back(group, granted[0], sent=False)
+                raise
+            if grant is None:  # Redis is down
+                return await self._fall_back(path, signed)
+            seq, usable_until, rolls = grant
+            # This process's own permit too: it admits at once while Redis is up
+            # (this process's use is part of the account's), and it carries this
+            # process's recent requests across a switch to the fallback and back.
+            try:
+                local = await self._local_acquire(path, signed)
+            except BaseException:
+                self._give_back(group, seq, sent=False)
+                raise
+            if self._clock() <= usable_until:
+                return _RedisPermit(self, group, seq, local, rolls)
+            # Held up past the handover (a stalled process): Redis may have given
+            # this permit's place to another engine.  Take a new one, first in line.
+            local.release(sent=False)
+            self._give_back(group, seq, sent=False)
+            front = True
+            _log.debug("RedisLimiter: a permit of %s went stale before use; taking another", path)
 
     def observe(
         self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
     ) -> None:
-        """Hold *path* for every process of the account until the reported reset.
+        """Take in an answer's limit headers for *path*'s budget, for every engine of the account.
 
-        Written to Redis in the background; a process that cannot reach Redis
-        holds the endpoint in its local fallback only.  A learned *limit* is
-        this process's only.
+        ``remaining == 0`` holds the budget until the reset; *limit* (the
+        answer's ``X-Bapi-Limit``) becomes the account's limit for the budget
+        from the next request on, unless configured in `RateLimits.endpoints`.
+        Written to Redis with the next exchange.
         """
-        self._local.observe(path, remaining, reset_in, limit)
-        if remaining == 0 and reset_in is not None and reset_in > 0 and self._account:
-            ahead = round((reset_in + self._limits.margin) * 1_000_000)
-            self._spawn(self._write_hold(path, ahead))
+        self._local_observe(path, remaining, reset_in, limit)
+        if self._account is None or self._closed:
+            return
+        if remaining == 0 and reset_in is not None and reset_in > 0:
+            ahead = round((reset_in + self._limits.margin) * _US)
+            if ahead > self._holds.get(path, 0):
+                self._holds[path] = ahead
+                self._kick()
+        if limit is not None and limit > 0:
+            group = self._group(path, True)
+            if group.source != "c" and (group.limit != limit or group.source != "l"):
+                group.limit, group.source = limit, "l"
+                self._learned[path] = limit
+                self._kick()
+
+    def limits_in_force(self) -> dict[str, LimitInForce]:
+        """Return the limit now of every budget this limiter has used, by key.
+
+        A learned limit is the account's, learned by any engine through Redis.
+        """
+        return {
+            g.key: LimitInForce(g.limit, g.window, _SOURCES[g.source])
+            for g in self._groups.values()
+            if g.signed
+        }
 
     # -- beyond the interface ----------------------------------------------------
 
-    async def available(self, path: str) -> int:
+    async def available(self, path: str, *, signed: bool = True) -> int:
         """Return how many requests to *path* the account could send now without waiting.
 
-        Counts the permits in Redis of every process; raises
-        `LimiterUnavailableError` when Redis cannot be reached.
+        Counts the permits in Redis of every process (and, after a restart,
+        this process's own cap); raises `LimiterUnavailableError` when Redis
+        cannot be reached or the limiter is closed.
         """
+        if self._closed:
+            raise self._closed_error(path)
         if self._account is None:
             raise RuntimeError("RedisLimiter has no account")
-        keys, args, _, _ = self._plan(path)
+        group = self._group(path, signed)
+        keys, args = self._header()
+        self._add_grant(keys, args, group, 0, 0)
         try:
-            reply = await self._acquire_script(keys=keys, args=["", *args])
+            reply = await self._call(keys, args)
         except self._errors as exc:
             raise LimiterUnavailableError(
                 f"Redis at {self._where} unreachable: {self._cause(exc)}", method="", path=path
             ) from exc
-        return int(cast("Sequence[int]", reply)[1])
+        self._check_epoch(reply)
+        self._learn(group, reply[4], reply[5])
+        free = int(reply[6])
+        return max(0, min(free, self._allowed(group, self._clock())))
+
+    async def warm_up(self) -> None:
+        """Connect to Redis and load the script ahead of the first call.
+
+        Opens the connections exchanges use, so that the first calls wait for
+        no connection handshake (a few round trips each when Redis is far
+        away).  Raises `LimiterUnavailableError` when Redis cannot be reached.
+        """
+        if self._closed:
+            raise self._closed_error("")
+        execute: Callable[..., Awaitable[Any]] = self._redis.execute_command
+        try:
+            await asyncio.gather(
+                *(execute("SCRIPT", "LOAD", EXCHANGE) for _ in range(_MOST_IN_FLIGHT))
+            )
+        except self._errors as exc:
+            raise LimiterUnavailableError(
+                f"Redis at {self._where} unreachable: {self._cause(exc)}", method="", path=""
+            ) from exc
+        self._loaded = True
 
     async def flush(self) -> None:
-        """Wait until every release and hold started so far has reached Redis (or failed)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until every release, hold and learned limit so far has reached Redis (or failed)."""
+        for _ in range(3):  # what is pending now goes with the next exchange, or the one after
+            if not (self._in_flight or self._pending()) or self._driver is None:
+                return
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._flushed.append(future)
+            self._kick()
+            await future
 
     async def aclose(self) -> None:
-        """Flush, then close the connections to Redis if this limiter opened them."""
-        await self.flush()
+        """End waiting calls, write what is pending, then close the connections if owned.
+
+        Calls still waiting, and later ones, raise `LimiterUnavailableError`.
+        Nothing connects to Redis after this returns.
+        """
+        if self._closed:
+            return
         self._closed = True
+        for group in self._groups.values():
+            waiters, group.waiters = group.waiters, deque()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(self._closed_error(group.key))
+        for future in list(self._fallback_waits):
+            if not future.done():
+                future.set_result(None)
+        driver = self._driver
+        if driver is not None:
+            self._kick()
+            try:
+                await asyncio.shield(driver)
+            except asyncio.CancelledError:
+                driver.cancel()
+                raise
+        if self._exchanges:
+            await asyncio.gather(*self._exchanges, return_exceptions=True)
         if self._owns_client:
             await self._redis.aclose()
 
@@ -483,142 +547,108 @@ class RedisLimiter:
         """Close the limiter (`aclose`)."""
         await self.aclose()
 
-    # -- internals -------------------------------------------------------------
+    # -- internals: the calls' side ----------------------------------------------
 
-    def _plan(
-        self, path: str, signed: bool = True
-    ) -> tuple[list[str], list[str], list[str], list[str]]:
-        plan = self._plans.get((path, signed))
-        if plan is None:
-            limits = self._limits
-            base = f"{self._prefix}:acct:{self._account}"
-            ip_key = f"{self._prefix}:ip:{self._ip_scope}"
-            keys = [ip_key, f"{base}:hold:{path}"]
-            release_keys = [ip_key]
-            limit = self._local.limit_in_force(path).limit if signed else None
-            if limit is not None:
-                keys.append(f"{base}:ep:{path}")
-                release_keys.append(keys[-1])
-            args = [
-                str(limits.ip_limit),
-                str(self._ip_lease_us),
-                str(self._ip_hold_us),
-                str(limit or 0),
-                str(self._ep_lease_us),
-                str(self._ep_hold_us),
-                self._ttl_ms,
-            ]
-            release_args = [str(self._ip_hold_us), str(self._ep_hold_us), self._ttl_ms]
-            plan = self._plans[(path, signed)] = (keys, args, release_keys, release_args)
-        return plan
+    def _closed_error(self, path: str) -> LimiterUnavailableError:
+        return LimiterUnavailableError("not sent: the RedisLimiter is closed", method="", path=path)
 
-    async def _take(
-        self, path: str, loop: asyncio.AbstractEventLoop, signed: bool = True
-    ) -> str | None:
-        """Take a permit in Redis, waiting as long as needed: its id, or None if Redis is down."""
-        keys, args, _, _ = self._plan(path, signed)
-        while True:
-            if self._down is not None and loop.time() < self._probe_at:
-                return None  # found down by a call ahead of this one
-            permit_id = f"{self._token}:{next(self._ids)}"
-            # In a task of its own, shielded: a cancelled call must not cut a
-            # script off halfway through redis-py (which may then retry it).
-            call = loop.create_task(self._acquire_script(keys=keys, args=[permit_id, *args]))
-            try:
-                reply = await asyncio.shield(call)
-            except asyncio.CancelledError:
-                # The script may still run: give back what it may take.
-                self._tasks.add(call)
-                call.add_done_callback(functools.partial(self._orphaned, path, permit_id))
-                raise
-            except self._errors as exc:
-                self._went_down(exc, loop)
-                return None
-            if self._down is not None:
-                self._came_back()
-            granted, value = cast("Sequence[int]", reply)
-            if granted == 1:
-                return permit_id
-            await self._pause(value / 1_000_000, loop)
+    def _unavailable(self, path: str) -> LimiterUnavailableError:
+        return LimiterUnavailableError(
+            f"not sent: {self._down}; nothing is sent while the shared count is unknown",
+            method="",
+            path=path,
+        )
 
-    def _orphaned(self, path: str, permit_id: str, call: asyncio.Task[Any]) -> None:
-        """The script call of a cancelled acquire is over: release whatever it took."""
-        self._tasks.discard(call)
-        if not call.cancelled():
-            call.exception()  # retrieved: a failure here concerns no caller
-        self._release(path, permit_id, sent=False)
+    async def _local_acquire(self, path: str, signed: bool) -> Permit:
+        return await self._local.acquire(path, signed=signed)
 
-    async def _pause(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Sleep *seconds*, or until a permit of this process is given back unused."""
-        wake: asyncio.Future[None] = loop.create_future()
-        self._sleepers.add(wake)
-        timer = loop.call_later(seconds, _resolve, wake)
+    def _local_observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None
+    ) -> None:
+        self._local.observe(path, remaining, reset_in, limit)
+
+    async def _fall_back(self, path: str, signed: bool) -> Permit:
+        if self._fallback != "local":
+            raise self._unavailable(path)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._local_acquire(path, signed))
+        closing: asyncio.Future[None] = loop.create_future()
+        self._fallback_waits.add(closing)
         try:
-            await wake
+            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            timer.cancel()
-            self._sleepers.discard(wake)
+            self._fallback_waits.discard(closing)
+            if not task.done():
+                task.cancel()
+        if closing.done() and not task.done():
+            raise self._closed_error(path)
+        return task.result()
 
-    def _wake_all(self) -> None:
-        for wake in self._sleepers:
-            _resolve(wake)
+    def _group(self, path: str, signed: bool) -> _Group:
+        name = path if signed else ""
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group(path if signed else "", signed)
+            if signed:
+                limit, window, source = self._limit_for(path)
+                group.limit, group.window, group.source = limit, window, source
+                base = f"{self._prefix}:acct:{self._account}"
+                group.ep_key = f"{base}:ep:{path}"
+                group.hold_key = f"{base}:hold:{path}"
+                self._own[path] = _Own(window + self._limits.margin)
+            self._plan(group)
+        return group
 
-    def _release(self, path: str, permit_id: str, sent: bool) -> None:
-        self._spawn(self._write_release(path, permit_id, sent))
+    def _plan(self, group: _Group) -> None:
+        if group.signed:
+            hold = group.window + self._limits.margin
+            group.ep_hold = hold
+            group.ep_hold_us = str(round(hold * _US))
+            group.ep_lease_us = str(round((self._handover + self._lease + hold) * _US))
 
-    async def _write_release(self, path: str, permit_id: str, sent: bool) -> None:
-        _, _, keys, args = self._plan(path)
-        try:
-            await self._release_script(keys=keys, args=[permit_id, "1" if sent else "0", *args])
-        except self._errors as exc:
-            # The lease takes the permit back.
-            _log.debug("RedisLimiter: release of %s not written: %s", path, self._cause(exc))
+    def _limit_for(self, key: str) -> tuple[int, float, str]:
+        """The limit of budget key *key* before any answer: (limit, window, source)."""
+        configured = self._limits.configured(key)
+        if configured is not None:
+            return configured.limit, configured.window, "c"
+        table = ENDPOINT_LIMITS.get(key)
+        if table is not None:
+            return table.limit, table.window, "t"
+        return 1, self._limits.window, "u"
+
+    def _give_back(self, group: _Group, seq: int, sent: bool, rolls: int = _MOST_ROLLS) -> None:
+        now = self._clock()
+        levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
+        for own in levels:
+            own.in_flight -= 1
+            if sent:
+                own.cooling.append(now + own.hold)
+        if self._closed and self._driver is None:
+            return  # nothing connects any more: the lease takes it back
+        if (
+            sent
+            and rolls < _MOST_ROLLS
+            and group.signed
+            and not self._closed
+            and self._down is None
+            and not self._caps
+            and group.short
+            and self._round_trip * 100 > group.window
+            and group.live() - group.asked - group.rolling > 0
+        ):
+            # A call of this process waits on this budget: keep the slot, for it, from
+            # one hold after this answer (see _roll).
+            new = self._next_id
+            self._next_id += 1
+            group.rolling += 1
+            self._rolls.append((group, seq, new, now, rolls + 1))
+            self._kick()
             return
+        self._releases.append((group, seq, sent, now))
+        if len(self._releases) > _MOST_PENDING:
+            del self._releases[: len(self._releases) - _MOST_PENDING]
         if not sent:
-            self._wake_all()
-
-    async def _write_hold(self, path: str, ahead_us: int) -> None:
-        keys, _, _, _ = self._plan(path)
-        try:
-            await self._hold_script(keys=[keys[1]], args=[str(ahead_us)])
-        except self._errors as exc:
-            _log.debug("RedisLimiter: hold of %s not written: %s", path, self._cause(exc))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop any more: the lease takes the permit back
-            coro.close()
-            return
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _cause(self, exc: BaseException) -> str:
-        return f"{type(exc).__name__}: {exc}".replace(self._password(), "***")
-
-    def _password(self) -> str:
-        kwargs = getattr(self._redis.connection_pool, "connection_kwargs", {})
-        password = kwargs.get("password")
-        return password if isinstance(password, str) and password else "\0"
-
-    def _went_down(self, exc: BaseException, loop: asyncio.AbstractEventLoop) -> None:
-        first = self._down is None
-        self._down = f"Redis at {self._where} unreachable: {self._cause(exc)}"
-        self._probe_at = loop.time() + self._probe_interval
-        if first:
-            then = (
-                "limiting this process alone until it answers"
-                if self._fallback == "local"
-                else "requests fail until it answers"
-            )
-            _log.warning("RedisLimiter: %s; %s", self._down, then)
-
-    def _came_back(self) -> None:
-        self._down = None
-        _log.info("RedisLimiter: Redis at %s answers again; permits shared again", self._where)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+            # Room may have come back: ask again at once.
+            for other in self._groups.values():
+                other.not_before = 0.0
+        self._kick()

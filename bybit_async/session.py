@@ -17,19 +17,17 @@ import inspect
 import logging
 import math
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, TypeVar, cast
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._version import __version__
+from .calls import CallsUnderWay
 from .clock import ServerClock, TimeSample, parse_time_nano
 from .egress import Egress, egress_for, egress_name
 from .encoding import encode_query, json_body
@@ -37,15 +35,10 @@ from .endpoint_limits import CATEGORY_KEYS, budget_key
 from .errors import (
     BybitAPIError,
     BybitError,
-    ConnectError,
-    ConnectionDroppedError,
     HTTPStatusError,
     InvalidResponseError,
     LimiterUnavailableError,
-    RequestTimeout,
     SessionClosedError,
-    SessionHaltedError,
-    TransportError,
     error_for_ret_code,
     error_for_status,
     is_not_modified,
@@ -54,16 +47,24 @@ from .events import (
     LIMITER_WAIT_REPORTED,
     AttemptAnswered,
     AttemptFailed,
-    CallEnded,
     ClockSynced,
     Event,
     EventHook,
     LimiterWaited,
     RetryScheduled,
     SessionClosed,
-    SessionHalted,
-    SessionResumed,
     reason_of,
+)
+from .http import (
+    CONNECTED,
+    Connector,
+    close_sockets,
+    frameless,
+    int_header,
+    read_capped,
+    redirect_detail,
+    scrubbed,
+    transport_error,
 )
 from .models import ApiResponse, PositionIdx
 from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
@@ -125,71 +126,6 @@ SERVER_TIME: Final = "/v5/market/time"
 # A V5 path: no query, no escapes, nothing a URL parser could read two ways.
 _PATH = re.compile(r"/v5(?:/[A-Za-z0-9_-]+)+\Z")
 
-# Set in the calling task once the pool hands out a connection: a failure before
-# it means the request cannot have left this machine (a pool-wait timeout, say).
-_CONNECTED: ContextVar[bool] = ContextVar("bybit_async_connected", default=False)
-
-
-class _Connector(aiohttp.TCPConnector):
-    """A `TCPConnector` that notes in `_CONNECTED` when a request got its connection."""
-
-    async def connect(
-        self,
-        req: aiohttp.ClientRequest,
-        traces: list[aiohttp.tracing.Trace],
-        timeout: aiohttp.ClientTimeout,
-    ) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
-        _CONNECTED.set(True)
-        return connection
-
-
-# aiohttp's exceptions -> ours; the most derived listed class of an error applies.
-# Any failure before the pool gave a connection is a ConnectError (not sent);
-# a timeout after it may follow the send.
-_TRANSPORT_ERRORS: Mapping[type[BaseException], type[TransportError]] = {
-    aiohttp.ConnectionTimeoutError: ConnectError,
-    aiohttp.ClientConnectorError: ConnectError,
-    aiohttp.ServerDisconnectedError: ConnectionDroppedError,
-    aiohttp.ClientOSError: ConnectionDroppedError,
-    aiohttp.ClientPayloadError: ConnectionDroppedError,
-    aiohttp.ServerTimeoutError: RequestTimeout,
-    asyncio.TimeoutError: RequestTimeout,
-    TimeoutError: RequestTimeout,
-    aiohttp.ClientError: TransportError,
-}
-
-
-def _transport_error(exc: BaseException, method: str, path: str, connected: bool) -> TransportError:
-    if connected:
-        cls = next(
-            (c for k in type(exc).__mro__ if (c := _TRANSPORT_ERRORS.get(k)) is not None),
-            TransportError,
-        )
-    else:
-        cls = ConnectError
-    detail = str(exc) or type(exc).__name__
-    return cls(f"{type(exc).__name__}: {detail}", method=method, path=path)
-
-
-def _scrubbed(exc: BaseException) -> BaseException:
-    """*exc*, or a copy of it that no longer holds the signed request.
-
-    aiohttp's response errors keep the request's headers (the key and the
-    signature) in ``request_info``; the copy keeps its URL and method only,
-    and none of the original's chain.
-    """
-    info = getattr(exc, "request_info", None)
-    if not isinstance(info, aiohttp.RequestInfo):
-        return exc
-    clean = aiohttp.RequestInfo(
-        info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
-    )
-    scrubbed = copy.copy(exc)
-    vars(scrubbed).update(request_info=clean, history=())
-    scrubbed.args = (clean, ())
-    return scrubbed
-
 
 def _is_coroutine_function(hook: object) -> bool:
     """Whether *hook* is a coroutine function, a partial of one, or has one as ``__call__``."""
@@ -198,116 +134,10 @@ def _is_coroutine_function(hook: object) -> bool:
     return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
-def _frameless(error: BaseException | None) -> BaseException | None:
-    """Return *error* with the tracebacks of it and of its whole chain dropped."""
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        link = stack.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        link.__traceback__ = None
-        stack += (link.__cause__, link.__context__)
-    return error
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    """Return header *name* as an int of at most 19 ASCII digits, so no arithmetic overflows."""
-    value = headers.get(name)
-    if value is None:
-        return None
-    if len(value) <= 19 and value.isdigit() and value.isascii():
-        return int(value)
-    # A hostile or broken value is ignored, never raised: the answer may be a success.
-    _log.debug("ignoring header %s: %.40r", name, value)
-    return None
-
-
-def _redirect_detail(location: str | None) -> str:
-    if not location:
-        return "redirect without a Location, not followed"
-    try:
-        host = URL(location).host
-    except (ValueError, TypeError):
-        host = None
-    where = repr(host) if host else "a relative or unreadable Location"
-    return f"redirect to {where} not followed (credentials go to the session's host only)"
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    """Read *resp*'s body, decompressed, up to *cap* bytes; return it and whether it is whole."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > cap:
-            chunks.append(chunk[: len(chunk) - (size - cap)])
-            resp.close()  # the rest is never read: the connection cannot be reused
-            return b"".join(chunks), False
-        chunks.append(chunk)
-    return b"".join(chunks), True
-
-
-# The reason of a call its caller cancelled, in stats and events.
-_CANCELLED: Final = "cancelled"
-
-# Why the session ended a call: makes the error it raises, from its method and path.
-_Reason = Callable[[str, str], BybitError]
-
-
-def _ended(cls: type[BybitError], text: str, sent: bool) -> _Reason:
-    """The reason that raises *cls* with *text*, saying whether the request was sent."""
-
-    def reason(method: str, path: str) -> BybitError:
-        tail = "" if sent else "; the request was not sent"
-        error = cls(text + tail, method=method, path=path)
-        error.sent = sent
-        return error
-
-    return reason
-
-
-def _being_cancelled(task: asyncio.Task[Any]) -> bool:
-    if sys.version_info >= (3, 11):
-        return task.cancelling() > 0
-    # 3.10 keeps no count: a pending cancellation shows on the future it awaits,
-    # or as a cancellation still to be thrown in.
-    waiter = getattr(task, "_fut_waiter", None)
-    return bool(getattr(task, "_must_cancel", False)) or (waiter is not None and waiter.cancelled())
-
-
 def _check_deadline(deadline: object) -> None:
     _check_positive("deadline", deadline, (int, float))
     if not math.isfinite(deadline):  # type: ignore[arg-type]
         raise ValueError(f"deadline must be finite, got {deadline!r}")
-
-
-def _close_sockets(connector: aiohttp.BaseConnector) -> None:
-    """Close the sockets of *connector*'s connections without their event loop.
-
-    Only for a pool whose loop is closed: aiohttp closes a connection through
-    its loop, which can no longer run anything, so the socket would stay open
-    until garbage collection, with a warning.
-    """
-    protocols = [proto for conns in connector._conns.values() for proto, _ in conns]
-    protocols.extend(connector._acquired)
-    for proto in protocols:
-        transport = proto.transport
-        if transport is None:
-            continue
-        # What the loop would have run next: close the socket, tell the protocol.
-        lost = getattr(transport, "_call_connection_lost", None)
-        try:
-            if lost is not None:
-                lost(None)
-            else:
-                transport.abort()
-        except Exception as exc:  # the protocol's callbacks need the closed loop
-            _log.debug("closing a connection of a closed loop: %r", exc)
-    connector._conns.clear()
-    connector._acquired.clear()
-    connector._closed = True
 
 
 def _check_positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
@@ -458,6 +288,10 @@ class BybitSession:
         bind_api_key = getattr(limiter, "bind_api_key", None)
         if bind_api_key is not None:
             bind_api_key(api_key)
+        # ... and fit how long it keeps a permit to how long a request may take.
+        bind_timeout = getattr(limiter, "bind_timeout", None)
+        if bind_timeout is not None:
+            bind_timeout(timeout)
 
         self._api_key = api_key
         self._base_url = base_url
@@ -479,17 +313,17 @@ class BybitSession:
         self._clock = clock or ServerClock()
         # The clock's generation last reported: a sync shared by many callers is one event.
         self._clock_seen = self._clock.generation
+        # The calls under way, and the halt after an IP ban.
+        self._calls = CallsUnderWay(self._stats, self._emit if on_event is not None else None)
         self._retry = RetryPolicy(
             max_retries,
             initial_wait=backoff_initial,
             max_wait=backoff_max,
             max_server_wait=max_server_wait,
-            sleep=self._back_off,
+            sleep=self._calls.back_off,
         )
         self._max_server_wait = max_server_wait
         self._ban_cooldown = ban_cooldown
-        # Set after an IP ban: (loop time until which nothing is sent, the error).
-        self._halted: tuple[float, BybitError] | None = None
         self._egress_name = egress if egress is not None else egress_name(base_url, proxy)
         # Joined at the first call, in the loop the session then belongs to.
         self._egress: Egress | None = None
@@ -497,15 +331,6 @@ class BybitSession:
         self._closed = False
         # The loop of the first call: the pool, limiter and clock belong to it.
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The tasks of the calls under way -> why the session interrupted one
-        # (None while it runs on); the calls waiting in the limiter, in back-off.
-        self._calls: dict[asyncio.Task[Any], _Reason | None] = {}
-        # Queued calls map to whether none of their attempts was sent before.
-        self._queued: dict[asyncio.Task[Any], bool] = {}
-        self._sleeping: set[asyncio.Task[Any]] = set()
-        # The calls under way that sent something -> the number of their last
-        # attempt to reach the network (none: nothing of the call was sent).
-        self._attempted: dict[asyncio.Task[Any], int] = {}
         self._urls: dict[str, URL] = {}
         # The constant part of the string to sign, and of the headers.
         self._key_window = f"{api_key}{recv_window}".encode()
@@ -552,17 +377,9 @@ class BybitSession:
             self._abandon_pool()
             return
         if not self._closed and self._on_event is not None:
-            self._emit(SessionClosed(time.time(), len(self._calls)))
+            self._emit(SessionClosed(time.time(), len(self._calls.tasks)))
         self._closed = True
-        for task in list(self._calls):
-            self._interrupt(
-                task,
-                _ended(
-                    SessionClosedError,
-                    "the session was closed before the call ended",
-                    self._may_have_sent(task),
-                ),
-            )
+        self._calls.close()
         self._clock.cancel(
             SessionClosedError("the session was closed", method="GET", path=SERVER_TIME)
         )
@@ -582,7 +399,7 @@ class BybitSession:
         # that, so the sockets are closed here, and the pool marked closed, so
         # that neither a socket nor an "unclosed" warning outlives the session.
         if connector is not None:
-            _close_sockets(connector)
+            close_sockets(connector)
         http._connector = None
 
     @property
@@ -624,8 +441,8 @@ class BybitSession:
         """
         if self._egress is not None:
             self._egress.resume()
-        if self._halted is not None:
-            self._resumed(early=True)
+        if self._calls.halted is not None:
+            self._calls.resumed(early=True)
 
     @property
     def egress(self) -> str:
@@ -636,20 +453,7 @@ class BybitSession:
         self, halted: tuple[float, BybitError] | None, cooldown: float, early: bool
     ) -> None:
         """Take in a halt of this session's egress (called by `bybit_async.egress.Egress`)."""
-        if halted is None:
-            if self._halted is not None:
-                self._resumed(early=early)
-            return
-        if self._halted is not None and self._halted[0] >= halted[0]:
-            return
-        self._halted = halted
-        error = halted[1]
-        if self._stats is not None:
-            self._stats.halted(True)
-        if self._on_event is not None:
-            self._emit(SessionHalted(time.time(), reason_of(error), cooldown))
-        for task in [*self._queued, *self._sleeping]:
-            self._interrupt(task, self._halted_reason)
+        self._calls.egress_halted(halted, cooldown, early)
 
     def stats(self) -> SessionStats:
         """Return a snapshot of the session's counts and timings (`bybit_async.stats`).
@@ -658,7 +462,8 @@ class BybitSession:
         """
         if self._stats is None:
             raise RuntimeError("this session was created with stats=False")
-        halted = self._halted is not None and self._halted[0] > time.monotonic()
+        halted_until = self._calls.halted
+        halted = halted_until is not None and halted_until[0] > time.monotonic()
         in_force = getattr(self._limiter, "limits_in_force", None)
         limits = in_force() if in_force is not None else {}
         return self._stats.snapshot(halted=halted, limits=limits)
@@ -686,22 +491,6 @@ class BybitSession:
                 exc_info=first,
             )
 
-    def _resumed(self, *, early: bool) -> None:
-        self._halted = None
-        if self._stats is not None:
-            self._stats.halted(False)
-        if self._on_event is not None:
-            self._emit(SessionResumed(time.time(), early))
-
-    def _check_halted(self, method: str, path: str) -> None:
-        assert self._halted is not None
-        until, cause = self._halted
-        resume_in = until - time.monotonic()
-        if resume_in <= 0:
-            self._resumed(early=False)
-            return
-        raise SessionHaltedError(cause, resume_in, method=method, path=path)
-
     def _halt(self, error: BybitError) -> None:
         """Stop this session and every other of its egress for the cool-off."""
         if self._egress is not None:
@@ -711,19 +500,10 @@ class BybitSession:
                 (time.monotonic() + self._ban_cooldown, error), self._ban_cooldown, False
             )
 
-    def _halted_reason(self, method: str, path: str) -> BybitError:
-        if self._halted is not None:
-            until, cause = self._halted
-            resume_in = max(0.0, until - time.monotonic())
-            return SessionHaltedError(cause, resume_in, method=method, path=path)
-        return SessionHaltedError(  # resumed meanwhile; the call was stopped all the same
-            BybitError("an IP ban", method=method, path=path), 0.0, method=method, path=path
-        )
-
     def _open(self, method: str, path: str) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("the session is closed", method=method, path=path)
-        connector = _Connector(limit=self._max_connections, ttl_dns_cache=300)
+        connector = Connector(limit=self._max_connections, ttl_dns_cache=300)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, trace_configs=self._trace_configs
         )
@@ -760,96 +540,20 @@ class BybitSession:
             share_ip(shared_ip_budget(loop, self._egress_name, self._ip_limits))
         egress.attach(self)
 
-    def _may_have_sent(self, task: asyncio.Task[Any]) -> bool:
-        """Whether an attempt of *task*'s call may have reached Bybit (unknown: True)."""
-        # A call waiting for its first permit or clock sync has sent nothing.
-        return task in self._attempted
+    def _guard(
+        self, method: str, path: str, deadline: float | None, work: Awaitable[T]
+    ) -> Awaitable[T]:
+        """*work* as a call of this session, to await: bounded by *deadline*, ended by `close`.
 
-    def _deadline_passed(self, task: asyncio.Task[Any], deadline: float) -> None:
-        self._interrupt(
-            task,
-            _ended(
-                RequestTimeout,
-                f"the call's deadline of {deadline:g} s passed (retries and waits included)",
-                self._may_have_sent(task),
-            ),
-        )
-
-    def _interrupt(self, task: asyncio.Task[Any], reason: _Reason) -> None:
-        """End the call that *task* is making: it raises ``reason(method, path)``.
-
-        A task already being cancelled is left to its cancellation.
+        Raises `RuntimeError` at once when the session belongs to another loop.
         """
-        calls = self._calls
-        if task in calls and calls[task] is None and not _being_cancelled(task):
-            calls[task] = reason
-            task.cancel()
-
-    async def _guard(self, method: str, path: str, deadline: float | None, work: Awaitable[T]) -> T:
-        """Await *work* as a call of this session: bounded by *deadline*, ended by `close`."""
         try:
             loop = self._own_loop()
         except RuntimeError:
             if asyncio.iscoroutine(work):
                 work.close()  # never started: no "never awaited" warning
             raise
-        task = asyncio.current_task()
-        if task is None or task in self._calls:  # no task to end, or a call within a call
-            return await work
-        self._calls[task] = None
-        timer = (
-            None
-            if deadline is None
-            else loop.call_later(deadline, self._deadline_passed, task, deadline)
-        )
-        converted = False
-        # Only an event has the call's elapsed time: stats alone need no clock reading.
-        started = time.perf_counter() if self._on_event is not None else 0.0
-        try:
-            result = await work
-        except asyncio.CancelledError:
-            reason = self._calls[task]
-            if reason is not None:
-                converted = True
-            # Another cancellation besides the session's own wins (3.11+ can tell).
-            if reason is None or (sys.version_info >= (3, 11) and task.uncancel() > 0):
-                if self._observed:
-                    self._call_ended(
-                        method, path, started, _CANCELLED, self._attempted.get(task, 0)
-                    )
-                raise
-            error = reason(method, path)
-            error.attempts = max(1, self._attempted.get(task, 0))
-            if self._observed:
-                self._call_ended(method, path, started, reason_of(error), error.attempts)
-            raise error from None
-        except BybitError as error:
-            if self._observed:
-                self._call_ended(method, path, started, reason_of(error), error.attempts)
-            raise
-        else:
-            if self._on_event is not None:
-                attempts = result.attempts if isinstance(result, ApiResponse) else 1
-                self._call_ended(method, path, started, None, attempts)
-            elif self._stats is not None:  # the common case, without a call more
-                self._stats.call_ended(None)
-            return result
-        finally:
-            if timer is not None:
-                timer.cancel()
-            reason = self._calls.pop(task)
-            self._attempted.pop(task, None)
-            if reason is not None and not converted and sys.version_info >= (3, 11):
-                task.uncancel()  # the cancellation was swallowed on the way: undo its count
-
-    def _call_ended(
-        self, method: str, path: str, started: float, reason: str | None, attempts: int
-    ) -> None:
-        if self._stats is not None:
-            self._stats.call_ended(reason)
-        if self._on_event is not None:
-            elapsed = time.perf_counter() - started
-            self._emit(CallEnded(time.time(), method, path, attempts, elapsed, reason))
+        return self._calls.guard(loop, method, path, deadline, work)
 
     def _retried(self, error: BybitError, attempt: int, wait: float) -> None:
         reason = reason_of(error)
@@ -869,18 +573,6 @@ class BybitSession:
             self._stats.clock_synced(clock.offset_ms, round_trip)
         if self._on_event is not None:
             self._emit(ClockSynced(time.time(), clock.offset_ms, round_trip))
-
-    async def _back_off(self, seconds: float) -> None:
-        """Sleep between attempts; an IP ban meanwhile ends the sleep (see `_halt`)."""
-        task = asyncio.current_task()
-        if task is None:
-            await asyncio.sleep(seconds)
-            return
-        self._sleeping.add(task)
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            self._sleeping.discard(task)
 
     # -- the one request path --------------------------------------------------
 
@@ -942,32 +634,26 @@ class BybitSession:
         deadline: float | None = None,
         key: str | None = None,
     ) -> ApiResponse:
+        send = functools.partial(self._send, method, path, url, payload, signed, key or path)
         return await self._guard(
             method,
             path,
             self._deadline if deadline is None else deadline,
-            self._attempts(method, path, url, payload, signed, idempotent, key or path),
+            self._attempts(send, idempotent),
         )
 
     async def _attempts(
-        self,
-        method: str,
-        path: str,
-        url: URL,
-        payload: bytes,
-        signed: bool,
-        idempotent: bool,
-        key: str,
+        self, send: Callable[[int], Awaitable[ApiResponse]], idempotent: bool
     ) -> ApiResponse:
         # The first attempt is made here, not through RetryPolicy.call: a request
         # that succeeds at once then passes through one coroutine fewer.
         try:
-            return await self._send(method, path, url, payload, signed, key, 1)
+            return await send(1)
         except BybitError as error:
             first = error
         return await self._retry.retry(
             first,
-            functools.partial(self._send, method, path, url, payload, signed, key),
+            send,
             idempotent=idempotent,
             before_retry=self._before_retry,
             on_retry=self._retried if self._observed else None,
@@ -994,16 +680,17 @@ class BybitSession:
     async def _send(
         self, method: str, path: str, url: URL, payload: bytes, signed: bool, key: str, number: int
     ) -> ApiResponse:
-        if self._halted is not None:
-            self._check_halted(method, path)
+        if self._calls.halted is not None:
+            self._calls.check_halted(method, path)
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
         permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
         task = asyncio.current_task()
-        if task in self._calls:
-            self._attempted[task] = number
+        calls = self._calls
+        if task in calls.tasks:
+            calls.attempted[task] = number
         # The signed headers are built in the call itself, never bound to a name
         # here: a traceback shown with its locals must not show the signature.
         status, resp_headers, body, latency = await self._exchange(
@@ -1047,7 +734,7 @@ class BybitSession:
         if self._limiter is None:
             return None
         task = asyncio.current_task()
-        queued = self._queued
+        queued = self._calls.queued
         if task is not None:
             queued[task] = number == 1
         started = time.perf_counter() if self._observed else 0.0
@@ -1064,9 +751,9 @@ class BybitSession:
                 self._stats.waited(waited)
             if self._on_event is not None and waited >= LIMITER_WAIT_REPORTED:
                 self._emit(LimiterWaited(time.time(), method, path, waited))
-        if self._halted is not None:  # halted while this request waited
+        if self._calls.halted is not None:  # halted while this request waited
             permit.release(sent=False)
-            self._check_halted(method, path)
+            self._calls.check_halted(method, path)
         return permit
 
     async def _exchange(
@@ -1087,7 +774,7 @@ class BybitSession:
         """
         failure: BybitError | None = None
         cap = self._max_response_bytes
-        _CONNECTED.set(False)
+        CONNECTED.set(False)
         started = time.perf_counter()
         try:
             async with http.request(
@@ -1104,7 +791,7 @@ class BybitSession:
                 if length is not None and length <= cap and "Content-Encoding" not in resp_headers:
                     body = await resp.read()  # one read, at most the cap: the usual case
                 else:
-                    body, whole = await _read_capped(resp, cap)
+                    body, whole = await read_capped(resp, cap)
                     if not whole and status == 200:
                         failure = InvalidResponseError(
                             body,
@@ -1113,20 +800,20 @@ class BybitSession:
                             reason=f"answer larger than max_response_bytes={cap}",
                         )
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            failure = _transport_error(exc, method, path, _CONNECTED.get())
-            failure.__cause__ = _scrubbed(exc)
+            failure = transport_error(exc, method, path, CONNECTED.get())
+            failure.__cause__ = scrubbed(exc)
             _log.debug("%s %s attempt %d: %s", method, path, number, failure.message)
         except asyncio.CancelledError as exc:
             del headers  # keep the signature out of this frame's locals in tracebacks
             if permit is not None:
-                permit.release(sent=_CONNECTED.get())
+                permit.release(sent=CONNECTED.get())
             # aiohttp's frames below hold the signed headers too; a cancellation
             # needs none of them to be understood.
             raise exc.with_traceback(None)  # noqa: B904 (the same exception)
         except BaseException:
             del headers
             if permit is not None:
-                permit.release(sent=_CONNECTED.get())
+                permit.release(sent=CONNECTED.get())
             raise
         del headers
         latency = time.perf_counter() - started
@@ -1138,7 +825,7 @@ class BybitSession:
             # Raised outside the except clause, with aiohttp's error as the cause
             # but stripped of its frames, which hold the signed headers: a
             # traceback shown with its locals names the cause, not the signature.
-            raise failure from _frameless(failure.__cause__)
+            raise failure from frameless(failure.__cause__)
         return status, resp_headers, body, latency
 
     def _attempt_failed(
@@ -1217,9 +904,9 @@ class BybitSession:
         of (None: a public request, whose headers say nothing of a budget).
         """
         clock = self._clock
-        limit = _int_header(resp_headers, "X-Bapi-Limit")
-        limit_status = _int_header(resp_headers, "X-Bapi-Limit-Status")
-        reset_at = _int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
+        limit = int_header(resp_headers, "X-Bapi-Limit")
+        limit_status = int_header(resp_headers, "X-Bapi-Limit-Status")
+        reset_at = int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
         if limit is not None and limit_status is None and self._limiter is not None and key:
             self._observe_limit(method, path, key, None, None, limit)
@@ -1237,7 +924,7 @@ class BybitSession:
                 self._observe_limit(method, path, key, limit_status, reset, limit)
             if limit_status == 0 and reset_in is not None:
                 retry_after = max(0.0, reset_in)
-        if retry_after is None and (header := _int_header(resp_headers, "Retry-After")):
+        if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
             retry_after = float(header)
 
         if _log.isEnabledFor(logging.DEBUG):
@@ -1250,7 +937,7 @@ class BybitSession:
                     body.decode("utf-8", "replace"),
                     method=method,
                     path=path,
-                    detail=_redirect_detail(resp_headers.get("Location")),
+                    detail=redirect_detail(resp_headers.get("Location")),
                 )
             else:
                 error = error_for_status(status, body, method=method, path=path)
@@ -1321,8 +1008,8 @@ class BybitSession:
 
     async def _sample_server_time(self) -> TimeSample:
         """Read the server's clock, timing the HTTP exchange alone, not the limiter's wait."""
-        if self._halted is not None:
-            self._check_halted("GET", SERVER_TIME)
+        if self._calls.halted is not None:
+            self._calls.check_halted("GET", SERVER_TIME)
         http = self._http or self._open("GET", SERVER_TIME)
         permit = await self._acquire("GET", SERVER_TIME)
         url = self._url(SERVER_TIME)
@@ -1371,7 +1058,8 @@ class BybitSession:
         with the shortest round trip.  A signed call afterwards then costs one
         round trip instead of three (connect, clock sync, request), as long as
         it comes before the pool closes idle connections (aiohttp's keep-alive
-        timeout, 15 s).
+        timeout, 15 s).  A limiter with a ``warm_up`` coroutine method (such as
+        `RedisLimiter`, which connects to Redis) is warmed up first.
         """
         if isinstance(connections, bool) or not isinstance(connections, int):
             raise TypeError(f"connections must be an int, got {connections!r}")
@@ -1396,17 +1084,23 @@ class BybitSession:
             if self._observed:
                 self._clock_synced()
 
-        await self._guard(
-            "GET",
-            SERVER_TIME,
-            self._deadline,
-            self._retry.call(
+        limiter_warm_up: Callable[[], Awaitable[object]] | None = getattr(
+            self._limiter, "warm_up", None
+        )
+
+        async def warm() -> None:
+            # The limiter first: the clock's samples then take their permits
+            # without waiting for its connections.
+            if limiter_warm_up is not None:
+                await limiter_warm_up()
+            await self._retry.call(
                 sync,
                 idempotent=True,
                 before_retry=self._before_retry,
                 on_retry=self._retried if self._observed else None,
-            ),
-        )
+            )
+
+        await self._guard("GET", SERVER_TIME, self._deadline, warm())
 
     async def set_auto_add_margin(
         self,

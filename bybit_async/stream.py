@@ -126,13 +126,8 @@ class StreamLink:
         return f"<StreamLink {self.url}>"
 
 
-class _Session(Protocol):
-    """What the stream needs of a `BybitSession`."""
-
-    @property
-    def clock(self) -> ServerClock: ...
-
-    async def warm_up(self, connections: int = 1) -> None: ...
+class _PositionSource(Protocol):
+    """What the stream and the guard read positions and the stream's link from."""
 
     async def get_positions(
         self,
@@ -143,6 +138,15 @@ class _Session(Protocol):
     ) -> list[Position]: ...
 
     def _stream_link(self) -> StreamLink: ...
+
+
+class _Session(_PositionSource, Protocol):
+    """What the stream needs of a `BybitSession`."""
+
+    @property
+    def clock(self) -> ServerClock: ...
+
+    async def warm_up(self, connections: int = 1) -> None: ...
 
 
 class _LinkDead(Exception):

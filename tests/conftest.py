@@ -6,6 +6,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bybit_async import BybitSession, ServerClock
@@ -17,8 +18,16 @@ MakeSession = Callable[..., BybitSession]
 
 @pytest.fixture
 async def sim() -> AsyncIterator[BybitSimulator]:
+    """A simulator on loopback with its default limits."""
     async with BybitSimulator() as simulator:
         yield simulator
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client, for talking to the simulator without the SDK."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 def ticking_clock() -> ServerClock:

@@ -11,13 +11,18 @@ JSON line: ``{"ok": N, "errors": {class name: count}, "seconds": S}``.  With
 ``HOLDING``, and waits to be killed: a process that dies with its permits out.
 With ``"barrier": true`` it prints ``READY`` once its session is warm and
 waits for a line on stdin before the sweep, so that several engines start
-together.
+together.  With ``"stall_after_grant": true`` it prints ``GRANTED`` and
+stops itself (SIGSTOP) as soon as Redis has granted its first permits, before
+any is used: a stalled engine, to be resumed with SIGCONT.  ``handover`` and
+``fallback`` are passed to `RedisLimiter`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,8 +31,25 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bybit_async import ApiResponse, BybitSession, Limiter, LocalLimiter, RateLimits, RedisLimiter
+from bybit_async.redis_limiter import DEFAULT_HANDOVER
 
 PATH = "/v5/position/set-auto-add-margin"
+
+
+class _StallingLimiter(RedisLimiter):
+    """Stops its own process (SIGSTOP) right after Redis grants its first permits.
+
+    The calls then hold permits they have not used yet: a stalled engine.
+    """
+
+    armed = False
+
+    def _hand_out(self, reply: Any, asked: Any, sent_at: float, at: int = 2) -> None:
+        super()._hand_out(reply, asked, sent_at, at)
+        if self.armed and any(int(reply[at + 5 * i]) for i in range(len(asked))):
+            self.armed = False
+            print("GRANTED", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
 
 
 async def run(config: dict[str, Any]) -> None:
@@ -35,12 +57,15 @@ async def run(config: dict[str, Any]) -> None:
     limiter: Limiter
     redis_limiter: RedisLimiter | None = None
     if config["limiter"] == "redis":
-        limiter = redis_limiter = RedisLimiter(
+        cls = _StallingLimiter if config.get("stall_after_grant") else RedisLimiter
+        limiter = redis_limiter = cls(
             config["redis_url"],
             account=config.get("account"),
             ip_scope=config.get("ip_scope"),
             limits=limits,
             lease=config.get("lease"),
+            handover=config.get("handover", DEFAULT_HANDOVER),
+            fallback=config.get("fallback", "closed"),
         )
     else:
         limiter = LocalLimiter(limits)
@@ -50,10 +75,16 @@ async def run(config: dict[str, Any]) -> None:
             config["api_secret"],
             base_url=config["base_url"],
             limiter=limiter,
+            # A lease shorter than the session's timeout is refused: keep them equal.
+            timeout=config.get("lease") or 10.0,
             backoff_initial=0.01,
             backoff_max=0.05,
         ) as session:
             await session.warm_up()
+            if redis_limiter is not None:
+                await redis_limiter.warm_up()
+            if isinstance(limiter, _StallingLimiter):
+                limiter.armed = True
             if config.get("barrier"):
                 print("READY", flush=True)
                 await asyncio.to_thread(sys.stdin.readline)  # the go signal

@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,45 @@ async def run(
         proc.stdin.write(stdin)
         proc.stdin.close()
     return await finish(proc)
+
+
+async def start(
+    *args: str, env: dict[str, str], stdout: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """Start the command with *args*: stdin empty, stderr (and by default stdout) piped."""
+    return await asyncio.create_subprocess_exec(
+        *PYTHON,
+        "-m",
+        "bybit_async",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+
+
+@asynccontextmanager
+async def killed_on_failure(proc: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Kill *proc*, and wait for it, if the block raises (a failed assertion, say)."""
+    try:
+        yield
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+
+
+_CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+async def assert_cli_page_documents_every_option(command: str) -> None:
+    """Check that docs/cli.md's section on *command* names every option its --help lists."""
+    ran = await run(command, "--help", env=cli_env())
+    page = _CLI_PAGE.read_text(encoding="utf-8")
+    section = page[page.index(f"## `{command}`") :]
+    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
+        assert f"`{option}" in section, f"cli.md's {command} section does not document {option}"
 
 
 @contextmanager
@@ -603,10 +642,7 @@ async def test_sigint_reports_done_and_cancelled_json(sim: BybitSimulator) -> No
     symbols = SYMBOLS[:20]
     stall_after(sim, 5, 15)
     with sigint_deliverable():
-        proc = await asyncio.create_subprocess_exec(
-            *PYTHON,
-            "-m",
-            "bybit_async",
+        proc = await start(
             SET,
             *symbols,
             "--on",
@@ -614,22 +650,15 @@ async def test_sigint_reports_done_and_cancelled_json(sim: BybitSimulator) -> No
             sim.url,
             *FAST,
             "--json",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             env=cli_env(sim),
         )
-    try:
+    async with killed_on_failure(proc):
         assert proc.stdout is not None
         # The five answered symbols are printed while the rest hang.
         early = [
             json.loads(await asyncio.wait_for(proc.stdout.readline(), DEADLINE)) for _ in range(5)
         ]
         await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)  # clock sync + 20
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGINT)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
 
@@ -692,33 +721,24 @@ async def test_terminal_progress_bar_then_table_on_sigint(sim: BybitSimulator) -
     loop = asyncio.get_running_loop()
     try:
         with sigint_deliverable():
-            proc = await asyncio.create_subprocess_exec(
-                *PYTHON,
-                "-m",
-                "bybit_async",
+            proc = await start(
                 SET,
                 *symbols,
                 "--on",
                 "--base-url",
                 sim.url,
                 *FAST,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=child,
-                stderr=asyncio.subprocess.PIPE,
                 env=cli_env(sim, TERM="xterm-256color"),
+                stdout=child,
             )
     finally:
         os.close(child)
     transport, screen = await loop.connect_read_pipe(_Collect, os.fdopen(main, "rb", 0))
     try:
-        try:
+        async with killed_on_failure(proc):
             # The progress bar counts the five answered symbols; the rest hang.
             await asyncio.wait_for(screen.wait_for(" 5/20"), DEADLINE)
             await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)
-        except BaseException:
-            proc.kill()
-            await proc.wait()
-            raise
         proc.send_signal(signal.SIGINT)
         ran = await finish(proc, EXIT_AFTER_SIGINT)
         await asyncio.wait_for(screen.wait_closed(), EXIT_AFTER_SIGINT)
@@ -769,10 +789,7 @@ async def test_sigterm_reports_like_ctrl_c_json(sim: BybitSimulator) -> None:
     """A supervisor's SIGTERM gets the same report as Ctrl-C: complete lines, the counts."""
     symbols = SYMBOLS[:20]
     stall_after(sim, 5, 15)
-    proc = await asyncio.create_subprocess_exec(
-        *PYTHON,
-        "-m",
-        "bybit_async",
+    proc = await start(
         SET,
         *symbols,
         "--on",
@@ -780,19 +797,12 @@ async def test_sigterm_reports_like_ctrl_c_json(sim: BybitSimulator) -> None:
         sim.url,
         *FAST,
         "--json",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env=cli_env(sim),
     )
-    try:
+    async with killed_on_failure(proc):
         assert proc.stdout is not None
         early = [await asyncio.wait_for(proc.stdout.readline(), DEADLINE) for _ in range(5)]
         await asyncio.wait_for(sim.wait_for_requests(1 + 20), DEADLINE)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGTERM)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
 
@@ -811,10 +821,7 @@ async def test_sigterm_reports_like_ctrl_c_json(sim: BybitSimulator) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_sigterm_table_has_the_summary(sim: BybitSimulator) -> None:
     stall_after(sim, 2, 3)
-    proc = await asyncio.create_subprocess_exec(
-        *PYTHON,
-        "-m",
-        "bybit_async",
+    proc = await start(
         SET,
         *SYMBOLS[:5],
         "--on",
@@ -822,17 +829,10 @@ async def test_sigterm_table_has_the_summary(sim: BybitSimulator) -> None:
         sim.url,
         *FAST,
         "--failures-only",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env=cli_env(sim),
     )
-    try:
+    async with killed_on_failure(proc):
         await asyncio.wait_for(sim.wait_for_requests(1 + 5), DEADLINE)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGTERM)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
     assert ran.status == 143

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -19,12 +18,14 @@ from .test_cli import (
     DEADLINE,
     EXIT_AFTER_SIGINT,
     FAST,
-    PYTHON,
     Ran,
+    assert_cli_page_documents_every_option,
     cli_env,
     finish,
+    killed_on_failure,
     run,
     sigint_deliverable,
+    start,
 )
 
 ENSURE = "ensure-auto-add-margin"
@@ -199,27 +200,17 @@ async def test_failures_only_and_summary_only(sim: BybitSimulator) -> None:
 async def test_sigterm_during_the_reads_still_prints_the_summary(sim: BybitSimulator) -> None:
     open_positions(sim, 3, 1)
     sim.inject(Fault.stall(), path=LIST)
-    proc = await asyncio.create_subprocess_exec(
-        *PYTHON,
-        "-m",
-        "bybit_async",
+    proc = await start(
         ENSURE,
         "--on",
         "--base-url",
         sim.url,
         *FAST,
         "--json",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         env=cli_env(sim),
     )
-    try:
+    async with killed_on_failure(proc):
         await asyncio.wait_for(sim.wait_for_requests(2), DEADLINE)  # the clock sync, the read
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGTERM)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
     assert ran.status == 143
@@ -231,11 +222,7 @@ async def test_sigterm_during_the_reads_still_prints_the_summary(sim: BybitSimul
 
 
 async def test_cli_page_documents_every_option() -> None:
-    ran = await run(ENSURE, "--help", env=cli_env())
-    page = (DOCS / "cli.md").read_text(encoding="utf-8")
-    section = page[page.index(f"## `{ENSURE}`") :]
-    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
-        assert f"`{option}" in section, f"cli.md's {ENSURE} section does not document {option}"
+    await assert_cli_page_documents_every_option(ENSURE)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -244,32 +231,22 @@ async def test_sigint_during_the_writes(sim: BybitSimulator) -> None:
     sim.inject(Fault.stall(0), path=WRITE, times=5)
     sim.inject(Fault.stall(), path=WRITE, times=15)
     with sigint_deliverable():
-        proc = await asyncio.create_subprocess_exec(
-            *PYTHON,
-            "-m",
-            "bybit_async",
+        proc = await start(
             ENSURE,
             "--on",
             "--base-url",
             sim.url,
             *FAST,
             "--json",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             env=cli_env(sim),
         )
-    try:
+    async with killed_on_failure(proc):
         assert proc.stdout is not None
         # The 3 positions already on, then the 5 answered writes, while the rest hang.
         early = [
             json.loads(await asyncio.wait_for(proc.stdout.readline(), DEADLINE)) for _ in range(8)
         ]
         await asyncio.wait_for(sim.wait_for_requests(1 + 1 + 20), DEADLINE)  # sync, read, 20
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGINT)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
 

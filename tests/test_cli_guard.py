@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,16 +17,17 @@ from .test_cli import (
     DEADLINE,
     EXIT_AFTER_SIGINT,
     FAST,
-    PYTHON,
+    assert_cli_page_documents_every_option,
     cli_env,
     finish,
+    killed_on_failure,
     run,
     sigint_deliverable,
 )
+from .test_cli import start as start_command
 
 GUARD = "guard-auto-add-margin"
 WRITE = SET_AUTO_ADD_MARGIN_PATH
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture
@@ -39,18 +38,12 @@ async def sim() -> AsyncIterator[BybitSimulator]:
 
 async def start(sim: BybitSimulator, *args: str) -> asyncio.subprocess.Process:
     with sigint_deliverable():
-        return await asyncio.create_subprocess_exec(
-            *PYTHON,
-            "-m",
-            "bybit_async",
+        return await start_command(
             GUARD,
             *args,
             "--base-url",
             sim.url,
             *FAST,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
             env=cli_env(sim),
         )
 
@@ -69,7 +62,7 @@ async def test_json_lines_per_action_then_sigterm(sim: BybitSimulator) -> None:
     sim.set_position("BBBUSDT", size=1)
     sim.set_position("XRPUSDT", size=1, margin_mode="cross")
     proc = await start(sim, "--on", "--json")
-    try:
+    async with killed_on_failure(proc):
         first = {r["symbol"]: r for r in [await line(proc) for _ in range(3)]}
         assert first["AAAUSDT"]["status"] == "unchanged"
         assert first["BBBUSDT"]["status"] == "changed"
@@ -78,10 +71,6 @@ async def test_json_lines_per_action_then_sigterm(sim: BybitSimulator) -> None:
         # A position opened later is written as its push arrives.
         sim.set_position("NEWUSDT", size=2)
         opened = await line(proc)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGTERM)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
     assert ran.status == 143, ran.err
@@ -102,13 +91,9 @@ async def test_json_lines_per_action_then_sigterm(sim: BybitSimulator) -> None:
 async def test_table_then_ctrl_c(sim: BybitSimulator) -> None:
     sim.set_position("BBBUSDT", size=1)
     proc = await start(sim, "--on")
-    try:
+    async with killed_on_failure(proc):
         while sim.count(WRITE) < 1:
             await asyncio.wait_for(sim.wait_for_requests(len(sim.requests) + 1), DEADLINE)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
     proc.send_signal(signal.SIGINT)
     ran = await finish(proc, EXIT_AFTER_SIGINT)
     assert ran.status == 130, ran.err
@@ -143,8 +128,4 @@ async def test_help_documents_exit_status() -> None:
 
 
 async def test_cli_page_documents_every_option() -> None:
-    ran = await run(GUARD, "--help", env=cli_env())
-    page = (DOCS / "cli.md").read_text(encoding="utf-8")
-    section = page[page.index(f"## `{GUARD}`") :]
-    for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", ran.out))):
-        assert f"`{option}" in section, f"cli.md's {GUARD} section does not document {option}"
+    await assert_cli_page_documents_every_option(GUARD)

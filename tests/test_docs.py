@@ -367,6 +367,8 @@ def test_api_reference_pages_cover_the_modules() -> None:
         "errors",
         "testing",
         "ratelimit",
+        "endpoint_limits",
+        "egress",
         "retry",
         "clock",
         "signing",
@@ -631,3 +633,12 @@ def test_public_dataclass_fields_have_meanings_in_help() -> None:
         "AttemptAnswered",
         "SessionStats",
     } <= set(checked)
+
+
+def test_endpoint_limits_page_is_made_from_the_table() -> None:
+    from bybit_async import endpoint_limits
+
+    assert _text("endpoint-limits.md") == endpoint_limits.markdown(), (
+        "docs/endpoint-limits.md is stale: python -m bybit_async.endpoint_limits > "
+        "docs/endpoint-limits.md"
+    )

@@ -124,7 +124,7 @@ async def test_a_deadline_bounds_the_wait_in_the_limiter(server: HostileServer) 
             await asyncio.wait_for(session.set_auto_add_margin("ETHUSDT", True), GUARD)
         assert raised.value.sent is False
         assert server.paths() == [PATH]
-        assert session._calls == {}
+        assert session._calls.tasks == {}
 
 
 # -- 3. absurd header values --------------------------------------------------------

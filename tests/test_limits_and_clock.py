@@ -188,3 +188,18 @@ async def test_custom_limiter_replaces_the_local_one() -> None:
         assert limiter.acquired == [TIME, PATH, PATH]
         assert limiter.released == [(TIME, True), (PATH, True), (PATH, True)]
         assert limiter.observed == [(PATH, 1), (PATH, 0)]
+
+
+class WarmingLimiter(RecordingLimiter):
+    """A limiter with connections to open ahead of the first call, as `RedisLimiter`."""
+
+    async def warm_up(self) -> None:
+        # Before the clock's samples take their permits.
+        self.acquired.append("warm_up")
+
+
+async def test_session_warm_up_warms_the_limiter_up_first(sim: BybitSimulator) -> None:
+    limiter = WarmingLimiter()
+    async with BybitSession(sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter) as s:
+        await s.warm_up(connections=2)
+    assert limiter.acquired == ["warm_up", TIME, TIME]

@@ -360,3 +360,54 @@ async def test_a_403_ends_the_calls_queued_in_other_sessions_at_once() -> None:
             await second.close()
         assert all(isinstance(o, SessionHaltedError) for o in outcomes)
         assert sim.count(PATH) == sent + 1  # the 403 only
+
+
+# -- end to end, with per-account limits on the simulator ----------------------------
+
+
+def order(symbol: str, category: str = "linear") -> dict[str, str]:
+    return {
+        "category": category,
+        "symbol": symbol,
+        "side": "Buy",
+        "orderType": "Market",
+        "qty": "0.001",
+    }
+
+
+async def test_an_account_with_a_raised_limit_gets_it_without_configuration() -> None:
+    # A VIP account: 40 orders per second on linear, where the table says 10.
+    async with BybitSimulator(instruments=None) as sim:
+        sim.set_limit(f"{ORDER}:linear+inverse", 40)
+        async with BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, max_retries=0
+        ) as session:
+            await session.request("POST", ORDER, order("BTCUSDT"))
+            key = f"{ORDER}:linear+inverse"
+            assert session.stats().limits[key] == LimitInForce(40, 1.0, "learned")
+            await asyncio.gather(
+                *(session.request("POST", ORDER, order("BTCUSDT")) for _ in range(39))
+            )
+            # Spot is a budget of its own, still at the table's 20.
+            await session.request("POST", ORDER, order("BTCUSDT", "spot"))
+            assert session.stats().limits[f"{ORDER}:spot"].limit == 20
+        assert sim.count(ORDER, ret_code=10006) == 0
+        # 40 in one window: the raised limit was used, not the table's 10.
+        assert sim.max_in_window(ORDER, 1.0) >= 40
+
+
+async def test_an_unknown_endpoint_goes_one_at_a_time_then_at_its_stated_limit() -> None:
+    async with BybitSimulator(instruments=None) as sim:
+        sim.add_route("GET", UNKNOWN, {"list": []})
+        sim.set_limit(UNKNOWN, 3)
+        async with BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, max_retries=0
+        ) as session:
+            outcomes = await asyncio.gather(
+                *(session.request("GET", UNKNOWN, {"n": i}) for i in range(9)),
+                return_exceptions=True,
+            )
+            assert session.stats().limits[UNKNOWN] == LimitInForce(3, 1.0, "learned")
+        assert all(getattr(o, "ret_code", None) == 0 for o in outcomes)
+        assert sim.count(UNKNOWN, ret_code=10006) == 0
+        assert sim.max_in_window(UNKNOWN, 1.0) <= 3

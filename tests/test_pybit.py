@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,12 +30,6 @@ def pybit_http(sim: BybitSimulator) -> Any:
 async def call(http: Any, method: str, **params: Any) -> Any:
     """Run a pybit call in a thread: it is synchronous (requests)."""
     return await asyncio.to_thread(getattr(http, method), **params)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
 
 
 @pytest.fixture

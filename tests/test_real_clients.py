@@ -35,12 +35,6 @@ def ccxt_bybit(url: str, key: str = KEY, secret: str = SECRET) -> Any:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
 async def exchange(sim: BybitSimulator) -> AsyncIterator[Any]:
     client = ccxt_bybit(sim.url)
     try:

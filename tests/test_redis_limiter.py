@@ -33,12 +33,13 @@ from bybit_async import (
     RateLimits,
     RedisLimiter,
 )
-from bybit_async.redis_limiter import account_for_api_key
+from bybit_async.redis_limiter import account_for_api_key, redis_url_with_password
 from bybit_async.testing import BybitSimulator
 
 from .redis_fixtures import own_redis as own_redis
 from .redis_fixtures import redis_server as redis_server
 from .redis_server import RedisServer, free_port
+from .tcp_proxy import TcpProxy
 
 PATH = "/v5/position/set-auto-add-margin"
 ENGINE = Path(__file__).resolve().parent / "redis_engine.py"
@@ -341,11 +342,12 @@ async def test_default_account_is_a_hash_of_the_key_and_the_key_never_reaches_re
 async def test_limit_status_zero_seen_by_one_process_holds_the_endpoint_for_all(
     redis_server: RedisServer,
 ) -> None:
-    # No client-side endpoint limit: only Bybit's answer can hold the endpoint.
+    # A client-side endpoint limit out of reach (configured, so that the answers'
+    # X-Bapi-Limit is not learned): only Bybit's answer can hold the endpoint.
     # As on Bybit, the reset header is in the future only on the 10006 itself:
     # the first process is refused once, and the second must then wait for the
     # reset instead of being refused too, which it does only if the hold is shared.
-    limits = RateLimits(endpoints={})
+    limits = RateLimits(endpoints={PATH: 100})
     account, ip_scope = unique("main"), unique("ip")
     async with (
         BybitSimulator(endpoint_limits={PATH: 3}, instruments=None) as sim,
@@ -390,7 +392,7 @@ async def test_permits_both_levels_and_unsent_release(redis_server: RedisServer)
         assert await one.available(PATH) == 0
         # Another account on the same IP: its endpoint budget is whole, the IP's is not.
         assert await other_account.available(PATH) == 2
-        assert await other_account.available("/v5/market/time") == 2
+        assert await other_account.available("/v5/market/time", signed=False) == 2
         assert await other_ip.available(PATH) == 3
         for permit in permits:
             permit.release(sent=False)
@@ -506,3 +508,307 @@ async def test_command_line_shares_the_budget_through_redis_url(
         assert proc.returncode == 0, err.decode()
         assert json.loads(out.decode().splitlines()[0])["symbol"] == "BTCUSDT"
     assert await inspect.exists(f"bybit-async:acct:{account}:ep:{PATH}")
+
+
+# -- issue 24: cheap per request, safe when Redis or an engine stalls ---------------------
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def script_calls(client: Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+async def test_one_script_call_grants_every_waiting_call_and_batches_the_releases(
+    own_redis: RedisServer,
+) -> None:
+    limits = RateLimits(endpoints={PATH: 100})
+    client = Redis.from_url(own_redis.url)
+    async with RedisLimiter(
+        own_redis.url, account=unique("a"), ip_scope=unique("ip"), limits=limits
+    ) as limiter:
+        (await limiter.acquire(PATH)).release(sent=False)  # connect, load the script
+        await limiter.flush()
+        before = await script_calls(client)
+        permits = await asyncio.gather(*(limiter.acquire(PATH) for _ in range(50)))
+        granted = await script_calls(client)
+        for permit in permits:
+            permit.release()
+        await limiter.flush()
+        released = await script_calls(client)
+        assert await limiter.available(PATH) == 50
+    await client.aclose()
+    assert granted - before == 1  # 50 calls, one script call
+    assert released - granted == 1  # 50 releases, one script call
+
+
+async def test_a_permit_gone_stale_before_use_is_given_back_and_taken_again(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    # The process stalls between Redis granting a permit and the call using it:
+    # the clock jumps past the handover as the grant comes back.
+    clock = FakeClock()
+    account = unique("a")
+    async with TcpProxy("127.0.0.1", redis_server.port or 0) as proxy:
+        limiter = RedisLimiter(
+            proxy.url,
+            account=account,
+            ip_scope=unique("ip"),
+            limits=RateLimits(endpoints={PATH: 5}),
+            clock=clock,
+        )
+        async with limiter:
+            (await limiter.acquire(PATH)).release(sent=False)  # permit 0
+            await limiter.flush()
+
+            def stall() -> None:
+                proxy.on_reply = None
+                clock.now += 60.0
+
+            proxy.on_reply = stall
+            permit = await limiter.acquire(PATH)  # permit 1 stale, permit 2 used
+            members = await inspect.zrange(f"bybit-async:acct:{account}:ep:{PATH}", 0, -1)
+            assert [m.rsplit(":", 1)[1] for m in members] == ["2"]
+            permit.release(sent=False)
+
+
+async def test_a_lease_shorter_than_the_session_timeout_is_refused_and_a_default_follows_it(
+    redis_server: RedisServer,
+) -> None:
+    short = RedisLimiter(redis_server.url, account=unique("a"), lease=5)
+    with pytest.raises(ValueError, match="shorter than the session's timeout"):
+        BybitSession("k", "s", limiter=short, timeout=10)
+    BybitSession("k", "s", limiter=short, timeout=5)  # equal is enough
+    following = RedisLimiter(redis_server.url, account=unique("a"))
+    BybitSession("k", "s", limiter=following, timeout=30)
+    BybitSession("k", "s", limiter=following, timeout=2)
+    assert following.lease == 30  # the longest timeout of the sessions it serves
+    await short.aclose()
+    await following.aclose()
+
+
+async def test_a_restarted_redis_is_noticed_and_each_engine_keeps_to_its_own_last_window(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = RateLimits(endpoints={PATH: 5})
+    account, ip_scope = unique("a"), unique("ip")
+    clocks = FakeClock(), FakeClock()
+    one, two = (
+        RedisLimiter(
+            own_redis.url,
+            account=account,
+            ip_scope=ip_scope,
+            limits=limits,
+            probe_interval=0,
+            clock=clock,
+        )
+        for clock in clocks
+    )
+    async with one, two:
+        for limiter, n in ((one, 3), (two, 2)):
+            for permit in [await limiter.acquire(PATH) for _ in range(n)]:
+                permit.release()  # sent: counted for the window after the answer
+            await limiter.flush()
+        assert await one.available(PATH) == 0
+        await asyncio.to_thread(own_redis.stop)
+        await asyncio.to_thread(own_redis.start)  # empty
+        with caplog.at_level(logging.WARNING, logger="bybit_async"):
+            # Redis alone would allow 5 now; each engine keeps to what it sent itself.
+            assert await one.available(PATH) == 0
+            assert await two.available(PATH) == 0
+        assert sum("came back empty" in r.getMessage() for r in caplog.records) == 2
+        # Once one window has passed, the new count is all there is to go by.
+        clocks[0].now += 6.0
+        assert await one.available(PATH) == 5
+
+
+async def test_a_permit_granted_after_the_client_gave_up_is_given_back(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    account = unique("a")
+    key = f"bybit-async:acct:{account}:ep:{PATH}"
+    async with TcpProxy("127.0.0.1", redis_server.port or 0) as proxy:
+        # No retry, so that exactly one exchange is lost; its timeout fires for
+        # sure, since the proxy never forwards the answer.
+        client = Redis.from_url(proxy.url, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+        limiter = RedisLimiter(
+            client,
+            account=account,
+            ip_scope=unique("ip"),
+            limits=RateLimits(endpoints={PATH: 5}),
+            probe_interval=0,
+        )
+        async with limiter:
+            (await limiter.acquire(PATH)).release(sent=False)
+            await limiter.flush()
+            proxy.holding = True
+            with pytest.raises(LimiterUnavailableError, match="Timeout"):
+                await limiter.acquire(PATH)
+            await proxy.wait_held(1)  # Redis carried the exchange out: a permit is out
+            assert await inspect.zcard(key) == 1
+            proxy.holding = False
+            permit = await limiter.acquire(PATH)
+            permit.release(sent=False)
+            await limiter.flush()
+            assert await inspect.zcard(key) == 0
+        await client.aclose()
+
+
+async def test_aclose_ends_waiting_calls_and_leaves_no_connection(
+    own_redis: RedisServer,
+) -> None:
+    client = Redis.from_url(own_redis.url, decode_responses=True)
+    limiter = RedisLimiter(
+        own_redis.url,
+        account=unique("a"),
+        ip_scope=unique("ip"),
+        limits=RateLimits(endpoints={PATH: 1}),
+    )
+    held = await limiter.acquire(PATH)
+    waiting = [asyncio.ensure_future(limiter.acquire(PATH)) for _ in range(20)]
+    await asyncio.sleep(0)
+    names = [c["name"] for c in await client.client_list()]
+    assert any(n.startswith("bybit-async-") for n in names)
+    await limiter.aclose()
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 60)
+    assert all(isinstance(o, LimiterUnavailableError) for o in outcomes), outcomes
+    with pytest.raises(LimiterUnavailableError, match="closed"):
+        await limiter.acquire(PATH)
+    held.release()  # after close: nothing is opened for it
+    await asyncio.sleep(0)
+    names = [c["name"] for c in await client.client_list()]
+    assert not any(n.startswith("bybit-async-") for n in names), names
+    await client.aclose()
+
+
+async def test_aclose_ends_calls_waiting_in_the_local_fallback(own_redis: RedisServer) -> None:
+    limiter = RedisLimiter(
+        own_redis.url,
+        account=unique("a"),
+        limits=RateLimits(endpoints={PATH: 1}),
+        fallback="local",
+    )
+    held = await limiter.acquire(PATH)
+    await limiter.flush()
+    await asyncio.to_thread(own_redis.stop)
+    waiting = asyncio.ensure_future(limiter.acquire(PATH))  # Redis down: the local one waits
+    await asyncio.sleep(0)
+    await limiter.aclose()
+    with pytest.raises(LimiterUnavailableError, match="closed"):
+        await waiting
+    held.release()
+
+
+async def test_a_learned_limit_is_used_by_every_engine_of_the_account_unless_configured(
+    redis_server: RedisServer,
+) -> None:
+    unknown = "/v5/some/new-endpoint"
+    account, ip_scope = unique("a"), unique("ip")
+    async with (
+        RedisLimiter(redis_server.url, account=account, ip_scope=ip_scope) as one,
+        RedisLimiter(redis_server.url, account=account, ip_scope=ip_scope) as two,
+        RedisLimiter(
+            redis_server.url,
+            account=account,
+            ip_scope=ip_scope,
+            limits=RateLimits(endpoints={unknown: 3}),
+        ) as configured,
+    ):
+        assert await two.available(unknown) == 1  # unknown: one at a time until an answer
+        one.observe(unknown, 40, None, limit=40)
+        await one.flush()
+        assert await two.available(unknown) == 40
+        assert await configured.available(unknown) == 3
+        forced = two.limits_in_force()[unknown]
+        assert 40 in tuple(forced)
+        assert "learned" in tuple(forced)
+        assert "configured" in tuple(configured.limits_in_force()[unknown])
+
+
+def test_redis_url_with_password_reads_the_environment_or_a_file(tmp_path: Path) -> None:
+    url = "redis://10.0.0.5:6379/0"
+    env = {"BYBIT_REDIS_PASSWORD": "p@ss:w/rd"}
+    assert redis_url_with_password(url, env={}) == url
+    with_env = redis_url_with_password(url, env=env)
+    assert with_env == "redis://:p%40ss%3Aw%2Frd@10.0.0.5:6379/0"
+    secret = tmp_path / "redis-password"
+    secret.write_text("from-file\n")
+    assert (
+        redis_url_with_password("rediss://user@h:1/2", env=env, password_file=secret)
+        == "rediss://user:from-file@h:1/2"
+    )
+    assert redis_url_with_password("redis://:inline@h/0", env=env) == "redis://:inline@h/0"
+    with pytest.raises(ValueError, match="password file"):
+        redis_url_with_password("redis://:inline@h/0", password_file=secret)
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ValueError, match="empty"):
+        redis_url_with_password(url, password_file=tmp_path / "empty")
+
+
+async def test_a_password_from_the_environment_reaches_redis(own_redis: RedisServer) -> None:
+    admin = Redis.from_url(own_redis.url)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    env = {"BYBIT_REDIS_PASSWORD": "s3cret"}
+    async with RedisLimiter(
+        redis_url_with_password(own_redis.url, env=env), account=unique("a")
+    ) as limiter:
+        (await limiter.acquire(PATH)).release(sent=False)
+        assert "s3cret" not in repr(limiter)
+    async with RedisLimiter(own_redis.url, account=unique("a")) as without:
+        with pytest.raises(LimiterUnavailableError):
+            await without.acquire(PATH)
+
+
+async def test_command_line_reads_the_redis_password_from_a_file(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    admin = Redis.from_url(own_redis.url)
+    await admin.config_set("requirepass", "s3cret")
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret\n")
+    account = unique("cli")
+    async with BybitSimulator(instruments=None) as sim:
+        env = {
+            **{k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
+            "BYBIT_API_KEY": sim.api_key,
+            "BYBIT_API_SECRET": sim.api_secret,
+        }
+        env.pop("BYBIT_REDIS_PASSWORD", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bybit_async",
+            "set-auto-add-margin",
+            "BTCUSDT",
+            "--on",
+            "--base-url",
+            sim.url,
+            "--redis-url",
+            own_redis.url,
+            "--redis-password-file",
+            str(secret),
+            "--account",
+            account,
+            "--json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+    await admin.execute_command("AUTH", "s3cret")
+    assert await admin.exists(f"bybit-async:acct:{account}:ep:{PATH}")
+    await admin.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,6 @@ import pytest
 
 from bybit_async.testing import POSITION_LIST_PATH, SET_AUTO_ADD_MARGIN_PATH, BybitSimulator, cli
 from tests.test_sim_strict import flag, signed_get, signed_post
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def control(

@@ -5,7 +5,6 @@ stateful and consistent with each other, with the documented errors and "not mod
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,18 +20,6 @@ SWITCH_ISOLATED = "/v5/position/switch-isolated"
 SWITCH_MODE = "/v5/position/switch-mode"
 ADD_MARGIN = "/v5/position/add-margin"
 MARGIN_MODE = "/v5/account/set-margin-mode"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
 
 
 def ok(reply: Reply) -> dict[str, Any]:

@@ -5,7 +5,6 @@ API's guards (item 6): JSON bodies only, the Host header, wall-clock times in th
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ from tests.sim_http import call, public
 
 REALTIME = "/v5/order/realtime"
 ORDERS = {"list": [{"orderId": "1", "symbol": "BTCUSDT"}], "nextPageCursor": ""}
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
 
 
 async def control(

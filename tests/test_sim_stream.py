@@ -5,28 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
 from bybit_async.testing import BybitSimulator
 
 from .test_sim_control import control
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def auth(key: str, secret: str, expires: int | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -99,18 +99,6 @@ async def signed_post(
 
 def flag(symbol: str, value: int = 1, **extra: Any) -> dict[str, Any]:
     return {"category": "linear", "symbol": symbol, "autoAddMargin": value, **extra}
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # -- GET /v5/position/list -------------------------------------------------------

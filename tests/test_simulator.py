@@ -109,12 +109,6 @@ async def get(session: aiohttp.ClientSession, url: str) -> Reply:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[BybitSimulator]:
-    async with BybitSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
         yield client

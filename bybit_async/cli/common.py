@@ -13,8 +13,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..positions import position_list_params
 
 __all__ = [
     "EXIT_FAILED",
@@ -84,6 +87,46 @@ def plural(n: int, noun: str) -> str:
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_T = TypeVar("_T")
+
+
+def stopped_by(signum: int) -> tuple[str, int]:
+    """How a run stopped by *signum* is described, and its exit status."""
+    if signum == signal.SIGTERM:
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
+
+
+class Interrupter:
+    """The first SIGINT or SIGTERM a run got, and the step it cancels.
+
+    `interrupt` is the signal handler (see `on_signals`); `run` awaits a step
+    that a signal cancels.
+    """
+
+    def __init__(self) -> None:
+        #: The first signal `interrupt` was called with, or None.
+        self.by: int | None = None
+        self._step: asyncio.Future[Any] | None = None
+
+    def interrupt(self, signum: int) -> None:
+        """Note *signum* (the first one only) and cancel the step under way."""
+        if self.by is None:
+            self.by = signum
+        if self._step is not None:
+            self._step.cancel()
+
+    async def run(self, step: Awaitable[_T]) -> _T | None:
+        """Await *step*; None if a signal cancelled it."""
+        future = asyncio.ensure_future(step)
+        self._step = future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self.by is None:
+                raise
+            return None
 
 
 @contextlib.contextmanager
@@ -164,6 +207,28 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
+
+
+def settle_coin(text: str) -> str:
+    """A settle coin, such as USDT, as the position list takes it."""
+    try:
+        position_list_params(settle_coin=text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_symbols_argument(cmd: argparse.ArgumentParser, text: str) -> None:
+    """The SYMBOL arguments, any number of them, described by *text*."""
+    cmd.add_argument("symbols", nargs="*", metavar="SYMBOL", help=text)
+
+
+def add_symbols_file_option(
+    cmd: argparse.ArgumentParser,
+    text: str = "read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
+) -> None:
+    """--symbols-file, which may be repeated (see `credentials.read_symbols_file`)."""
+    cmd.add_argument("--symbols-file", action="append", metavar="FILE", help=text)
 
 
 def add_show_options(cmd: argparse.ArgumentParser, noun: str) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +16,6 @@ from ..positions import (
     EnsureRow,
     apply_plan,
     plan_auto_add_margin,
-    position_list_params,
 )
 from .common import (
     EXIT_FAILED,
@@ -27,19 +25,30 @@ from .common import (
     EXIT_USAGE,
     KEY_ENV,
     PROG,
-    PROGRESS_MIN_SYMBOLS,
-    RICH_MISSING,
     SECRET_ENV,
     Command,
+    Interrupter,
     add_flag_options,
     add_show_options,
+    add_symbols_argument,
+    add_symbols_file_option,
     on_signals,
     plural,
-    silence_stdout,
+    settle_coin,
+    stopped_by,
 )
-from .credentials import CREDENTIALS_HELP, inputs, redactor
-from .output import JsonReporter, Outcome, Reporter, TableReporter, Traffic, exit_for, open_output
-from .session_setup import add_session_options, session_for, target_host
+from .credentials import CREDENTIALS_HELP, redactor
+from .output import (
+    JsonReporter,
+    Outcome,
+    Reporter,
+    RowOutcome,
+    Traffic,
+    exit_for,
+    reporter_for,
+    run_command,
+)
+from .session_setup import add_session_options, flag_title, session_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -106,16 +115,8 @@ examples:
 
 
 @dataclass(frozen=True, slots=True)
-class _EnsureOutcome(Outcome):
-    """An `Outcome` for one position of ensure-auto-add-margin, with its report row."""
-
-    row: EnsureRow
-
-    @property
-    def key(self) -> str:
-        """The symbol, with the side in hedge mode."""
-        side = {1: " (buy)", 2: " (sell)"}.get(int(self.row.position_idx or 0), "")
-        return self.symbol + side
+class _EnsureOutcome(RowOutcome):
+    """A `RowOutcome` for one position of ensure-auto-add-margin."""
 
     def as_json(self) -> dict[str, Any]:
         """The row's JSON object, with this outcome's status and message."""
@@ -140,21 +141,11 @@ _ENSURE_STATUSES: Mapping[str, Literal["set", "unchanged", "failed", "skipped", 
 def _ensure_outcome(
     row: EnsureRow, flag: bool, redact: Callable[[str], str], *, cancelled: bool = False
 ) -> _EnsureOutcome:
-    word = "on" if flag else "off"
     if cancelled:
         return _EnsureOutcome(
             row.symbol, "cancelled", "cancelled", None, "cancelled", None, "CancelledError", row
         )
-    status = _ENSURE_STATUSES[row.status]
-    label = {
-        "set": "set",
-        "unchanged": f"already {word}",
-        "planned": f"to turn {word}",
-    }.get(status, status)
-    error = None if row.error is None else type(row.error).__name__
-    return _EnsureOutcome(
-        row.symbol, status, label, row.ret_code, redact(row.reason), row.attempts, error, row
-    )
+    return _EnsureOutcome.of(row, _ENSURE_STATUSES[row.status], flag, redact)
 
 
 def _plan_line(plan: EnsureReport, coins: Sequence[str] | None) -> str:
@@ -190,17 +181,9 @@ async def _run_ensure(
     redact = redactor(api_secret)
     session = session_for(args, api_key, api_secret, redact)
     flag: bool = args.flag
-    phase: asyncio.Future[EnsureReport] | None = None
-    interrupted_by: int | None = None
+    stop = Interrupter()
     settled: dict[tuple[str, int | None], Outcome] = {}
     reporter: Reporter | None = None
-
-    def interrupt(signum: int) -> None:
-        nonlocal interrupted_by
-        if interrupted_by is None:
-            interrupted_by = signum
-        if phase is not None:
-            phase.cancel()
 
     def note(text: str) -> None:
         if console is not None:
@@ -216,25 +199,15 @@ async def _run_ensure(
         if reporter is not None:
             reporter.done(outcome)
 
-    async def run(step: Awaitable[EnsureReport]) -> EnsureReport | None:
-        nonlocal phase
-        phase = asyncio.ensure_future(step)
-        try:
-            return await phase
-        except asyncio.CancelledError:
-            if interrupted_by is None:
-                raise
-            return None
-
     started = time.perf_counter()
     plan: EnsureReport | None = None
     unread: int | None = None  # the exit status when the reads did not end in a plan
     try:
         # The signals are ours until the session is closed, as in set-auto-add-margin.
-        with on_signals(asyncio.get_running_loop(), interrupt):
+        with on_signals(asyncio.get_running_loop(), stop.interrupt):
             async with session:
                 try:
-                    plan = await run(
+                    plan = await stop.run(
                         plan_auto_add_margin(
                             session,
                             symbols or None,
@@ -249,37 +222,29 @@ async def _run_ensure(
                     note(f"{PROG} {ENSURE}: reading positions failed: {redact(str(exc))}")
                     unread = EXIT_FAILED
                 if plan is None and unread is None:
-                    term = interrupted_by == signal.SIGTERM
-                    how = "terminated (SIGTERM)" if term else "interrupted"
+                    assert stop.by is not None
+                    how, unread = stopped_by(stop.by)
                     note(f"{PROG}: {how} while reading positions: nothing was written")
-                    unread = EXIT_TERMINATED if term else EXIT_INTERRUPTED
                 if plan is None:
                     raise _Unread
                 note(_plan_line(plan, args.settle_coin))
-                if console is not None:
-                    title = f"auto-add-margin {'on' if flag else 'off'} at {target_host(args)}"
-                    if args.dry_run:
-                        title = f"dry run: {title}"
-                    writes = plan.planned and not args.dry_run
-                    show_progress = sys.stdout.isatty() and writes >= PROGRESS_MIN_SYMBOLS
-                    reporter = TableReporter(
-                        console,
-                        title=title,
-                        progress=show_progress,
-                        show=args.show,
-                        noun="position",
-                    )
-                else:
-                    assert json_reporter is not None
-                    reporter = json_reporter
+                title = flag_title(args)
+                reporter = reporter_for(
+                    json_reporter,
+                    console,
+                    title=f"dry run: {title}" if args.dry_run else title,
+                    items=0 if args.dry_run else plan.planned,
+                    show=args.show,
+                    noun="position",
+                )
                 reporter.started(len(plan.rows))
-                if args.dry_run or interrupted_by is not None:
+                if args.dry_run or stop.by is not None:
                     # Interrupted before the writes: the rows that need none are settled.
                     for row in plan.rows:
                         if args.dry_run or row.status != "planned":
                             done(row)
                 else:
-                    await run(apply_plan(session, plan, on_row=done, classic=args.classic))
+                    await stop.run(apply_plan(session, plan, on_row=done, classic=args.classic))
     except _Unread:
         # No position to list, but what was sent is still summed up (with
         # --json, the summary record: a script reading the output gets one).
@@ -309,28 +274,12 @@ async def _run_ensure(
                 continue
         outcomes.append(outcome or _ensure_outcome(row, flag, redact, cancelled=True))
     reporter.finished(outcomes, time.perf_counter() - started, Traffic.of(session.stats()))
-    return exit_for(outcomes, interrupted_by, "position")
+    return exit_for(outcomes, stop.by, "position")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ensure-auto-add-margin``; return its exit status."""
-    json_reporter, console = open_output(args)
-    if json_reporter is None and console is None:
-        print(RICH_MISSING, file=sys.stderr)
-        return EXIT_USAGE
-    symbols, api_key, api_secret = inputs(args, symbols_required=False)
-    status = asyncio.run(_run_ensure(args, symbols, api_key, api_secret, json_reporter, console))
-    if json_reporter is not None and json_reporter.broken:
-        silence_stdout()
-    return status
-
-
-def _settle_coin(text: str) -> str:
-    try:
-        position_list_params(settle_coin=text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return run_command(args, _run_ensure, symbols_required=False)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -345,18 +294,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_ENSURE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
         "the settle coin(s)",
     )
     add_flag_options(cmd)
     cmd.add_argument(
         "--settle-coin",
         action="append",
-        type=_settle_coin,
+        type=settle_coin,
         metavar="COIN",
         help="read the open positions settled in COIN (default USDT); may be repeated",
     )
@@ -369,12 +316,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument(
         "--dry-run", action="store_true", help="read and print the plan; write nothing"
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
-    )
+    add_symbols_file_option(cmd)
     add_session_options(cmd)
     cmd.add_argument(
         "--json",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BybitError
 from ..events import Event, GuardActed, StreamConnected, StreamDisconnected
-from ..positions import EnsureRow, position_list_params
+from ..positions import EnsureRow
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -21,17 +21,20 @@ from .common import (
     EXIT_USAGE,
     KEY_ENV,
     PROG,
-    RICH_MISSING,
     SECRET_ENV,
     Command,
+    Interrupter,
     add_flag_options,
+    add_symbols_argument,
+    add_symbols_file_option,
     on_signals,
     plural,
-    silence_stdout,
+    settle_coin,
+    stopped_by,
 )
-from .credentials import CREDENTIALS_HELP, inputs, redactor
-from .output import JsonReporter, Outcome, Traffic, open_output
-from .session_setup import add_session_options, session_for, target_host
+from .credentials import CREDENTIALS_HELP, redactor
+from .output import JsonReporter, RowOutcome, Status, Traffic, run_command
+from .session_setup import add_session_options, flag_title, session_for
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -84,41 +87,27 @@ examples:
 
 
 @dataclass(frozen=True, slots=True)
-class _GuardOutcome(Outcome):
-    """An `Outcome` for one guard action, with its row and trigger."""
+class _GuardOutcome(RowOutcome):
+    """A `RowOutcome` for one guard action, with what set it off."""
 
-    row: EnsureRow
     trigger: str
-
-    @property
-    def key(self) -> str:
-        """The symbol, with the side in hedge mode."""
-        side = {1: " (buy)", 2: " (sell)"}.get(int(self.row.position_idx or 0), "")
-        return self.symbol + side
 
     def as_json(self) -> dict[str, Any]:
         """The row's JSON object and what set it off."""
         return {**self.row.as_json(), "reason": self.message, "trigger": self.trigger}
 
 
+# Anything else a guard reports is a failure.
+_GUARD_STATUSES: Mapping[str, Status] = {
+    "changed": "set",
+    "unchanged": "unchanged",
+    "skipped": "skipped",
+}
+
+
 def _outcome(row: EnsureRow, trigger: str, flag: bool, redact: Any) -> _GuardOutcome:
-    word = "on" if flag else "off"
-    status = {"changed": "set", "unchanged": "unchanged", "skipped": "skipped"}.get(
-        row.status, "failed"
-    )
-    label = {"set": "set", "unchanged": f"already {word}"}.get(status, status)
-    error = None if row.error is None else type(row.error).__name__
-    return _GuardOutcome(
-        row.symbol,
-        status,  # type: ignore[arg-type]
-        label,
-        row.ret_code,
-        redact(row.reason),
-        row.attempts,
-        error,
-        row,
-        trigger,
-    )
+    status = _GUARD_STATUSES.get(row.status, "failed")
+    return _GuardOutcome.of(row, status, flag, redact, trigger=trigger)
 
 
 class _LiveTable:
@@ -172,13 +161,7 @@ async def _run_guard(
 ) -> int:
     redact = redactor(api_secret)
     flag: bool = args.flag
-    table = (
-        None
-        if console is None
-        else _LiveTable(
-            console, f"auto-add-margin {'on' if flag else 'off'} at {target_host(args)}"
-        )
-    )
+    table = None if console is None else _LiveTable(console, flag_title(args))
     reconnects = 0
     counts: Counter[str] = Counter()
 
@@ -205,35 +188,23 @@ async def _run_guard(
             on_event(event)
 
     session = session_for(args, api_key, api_secret, redact, on_event=on_guard_event)
-    interrupted_by: int | None = None
-    guard: asyncio.Task[None] | None = None
-
-    def interrupt(signum: int) -> None:
-        nonlocal interrupted_by
-        if interrupted_by is None:
-            interrupted_by = signum
-        if guard is not None:
-            guard.cancel()
+    stop = Interrupter()
 
     started = time.perf_counter()
     status = EXIT_FAILED
-    with on_signals(asyncio.get_running_loop(), interrupt):
+    with on_signals(asyncio.get_running_loop(), stop.interrupt):
         if table is not None:
             table.live.start()
         try:
             async with session:
-                guard = asyncio.ensure_future(
-                    session.guard_auto_add_margin(
-                        flag,
-                        symbols or None,
-                        settle_coin=args.settle_coin,
-                    )
-                )
                 try:
-                    await guard
-                except asyncio.CancelledError:
-                    if interrupted_by is None:
-                        raise
+                    await stop.run(
+                        session.guard_auto_add_margin(
+                            flag,
+                            symbols or None,
+                            settle_coin=args.settle_coin,
+                        )
+                    )
                 except BybitError as exc:
                     message = f"{PROG} {GUARD}: {redact(str(exc))}"
                     print(message, file=sys.stderr, flush=True)
@@ -252,32 +223,15 @@ async def _run_guard(
     else:
         print(line)
         print(traffic.line(elapsed))
-    if interrupted_by is not None:
-        how = "terminated (SIGTERM)" if interrupted_by == signal.SIGTERM else "interrupted"
+    if stop.by is not None:
+        how, status = stopped_by(stop.by)
         print(f"{PROG}: {how}: {line}", file=sys.stderr, flush=True)
-        status = EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
     return status
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``guard-auto-add-margin``; return its exit status."""
-    json_reporter, console = open_output(args)
-    if json_reporter is None and console is None:
-        print(RICH_MISSING, file=sys.stderr)
-        return EXIT_USAGE
-    symbols, api_key, api_secret = inputs(args, symbols_required=False)
-    status = asyncio.run(_run_guard(args, symbols, api_key, api_secret, json_reporter, console))
-    if json_reporter is not None and json_reporter.broken:
-        silence_stdout()
-    return status
-
-
-def _settle_coin(text: str) -> str:
-    try:
-        position_list_params(settle_coin=text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return run_command(args, _run_guard, symbols_required=False)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -292,27 +246,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_GUARD_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), open or not; none: every open position of "
         "the settle coin",
     )
     add_flag_options(cmd)
     cmd.add_argument(
         "--settle-coin",
-        type=_settle_coin,
+        type=settle_coin,
         default="USDT",
         metavar="COIN",
         help="guard the positions settled in COIN (default USDT)",
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin), as set-auto-add-margin does",
-    )
+    add_symbols_file_option(cmd)
     add_session_options(cmd)
     cmd.add_argument(
         "--json",

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeVar
 
+from ..positions import EnsureRow
 from ..stats import SessionStats
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, PROG, plural
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    PROGRESS_MIN_SYMBOLS,
+    RICH_MISSING,
+    plural,
+    silence_stdout,
+    stopped_by,
+)
+from .credentials import inputs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,6 +33,8 @@ __all__ = ["Outcome"]
 
 
 # -- outcomes -------------------------------------------------------------------
+
+Status = Literal["set", "unchanged", "failed", "cancelled", "skipped", "planned"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +57,7 @@ class Outcome:
     """
 
     symbol: str
-    status: Literal["set", "unchanged", "failed", "cancelled", "skipped", "planned"]
+    status: Status
     label: str
     ret_code: int | None
     message: str
@@ -77,6 +91,51 @@ class Outcome:
             "attempts": self.attempts,
             "error": self.error,
         }
+
+
+_R = TypeVar("_R", bound="RowOutcome")
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome(Outcome):
+    """An `Outcome` for one position, with the `EnsureRow` it reports."""
+
+    row: EnsureRow
+
+    @property
+    def key(self) -> str:
+        """The symbol, with the side in hedge mode."""
+        side = {1: " (buy)", 2: " (sell)"}.get(int(self.row.position_idx or 0), "")
+        return self.symbol + side
+
+    @classmethod
+    def of(
+        cls: type[_R],
+        row: EnsureRow,
+        status: Status,
+        flag: bool,
+        redact: Callable[[str], str],
+        **fields: Any,
+    ) -> _R:
+        """*row* as *status*, labelled for the flag *flag*; *fields* are a subclass's own."""
+        word = "on" if flag else "off"
+        label = {
+            "set": "set",
+            "unchanged": f"already {word}",
+            "planned": f"to turn {word}",
+        }.get(status, status)
+        error = None if row.error is None else type(row.error).__name__
+        return cls(
+            row.symbol,
+            status,
+            label,
+            row.ret_code,
+            redact(row.reason),
+            row.attempts,
+            error,
+            row,
+            **fields,
+        )
 
 
 # -- reporters ------------------------------------------------------------------
@@ -402,18 +461,59 @@ def open_output(args: argparse.Namespace) -> tuple[JsonReporter | None, Console 
     return None, _rich_console()
 
 
+def reporter_for(
+    json_reporter: JsonReporter | None,
+    console: Console | None,
+    *,
+    title: str,
+    items: int,
+    show: Show,
+    noun: str = "symbol",
+) -> Reporter:
+    """--json's reporter, or a table with a progress bar on a terminal for many *items*."""
+    if console is None:
+        assert json_reporter is not None
+        return json_reporter
+    progress = sys.stdout.isatty() and items >= PROGRESS_MIN_SYMBOLS
+    return TableReporter(console, title=title, progress=progress, show=show, noun=noun)
+
+
+def run_command(
+    args: argparse.Namespace,
+    main: Callable[
+        [argparse.Namespace, list[str], str, str, JsonReporter | None, Console | None],
+        Coroutine[Any, Any, int],
+    ],
+    *,
+    symbols_required: bool = True,
+) -> int:
+    """Run ``main(args, symbols, api_key, api_secret, json_reporter, console)``; return its status.
+
+    The output is opened first, so a missing extra costs nothing but one line.
+    """
+    json_reporter, console = open_output(args)
+    if json_reporter is None and console is None:
+        print(RICH_MISSING, file=sys.stderr)
+        return EXIT_USAGE
+    symbols, api_key, api_secret = inputs(args, symbols_required=symbols_required)
+    status = asyncio.run(main(args, symbols, api_key, api_secret, json_reporter, console))
+    if json_reporter is not None and json_reporter.broken:
+        silence_stdout()
+    return status
+
+
 def exit_for(outcomes: list[Outcome], interrupted_by: int | None, noun: str = "symbol") -> int:
     """The exit status for *outcomes*; after a signal, says on stderr how far it got."""
     if interrupted_by is not None:
         cancelled = sum(1 for o in outcomes if o.status == "cancelled")
         done = len(outcomes) - cancelled
-        how = "terminated (SIGTERM)" if interrupted_by == signal.SIGTERM else "interrupted"
+        how, status = stopped_by(interrupted_by)
         print(
             f"{PROG}: {how}: {done} of {plural(len(outcomes), noun)} done, "
             f"{cancelled} cancelled (a cancelled request may still have reached Bybit)",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_TERMINATED if interrupted_by == signal.SIGTERM else EXIT_INTERRUPTED
+        return status
     # Skipped positions cannot have the flag: reported, but not a failure.
     return EXIT_FAILED if any(o.status in ("failed", "cancelled") for o in outcomes) else EXIT_OK

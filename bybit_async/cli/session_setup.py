@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import TransportError
 from ..ratelimit import ENDPOINT_LIMITS, RateLimits
-from ..redis_limiter import RedisLimiter
+from ..redis_limiter import RedisLimiter, redis_url_with_password
 from ..session import HOSTS, SET_AUTO_ADD_MARGIN, BybitSession
 from .common import KEY_ENV, SECRET_ENV, UsageError, positive_float, positive_int
 
@@ -21,11 +21,20 @@ def limiter_for(args: argparse.Namespace, redact: Callable[[str], str]) -> Redis
     if args.redis_url is None:
         if args.account is not None:
             raise UsageError("--account names the budget shared through --redis-url: give both")
+        if getattr(args, "redis_password_file", None) is not None:
+            raise UsageError("--redis-password-file goes with --redis-url: give both")
         return None
     try:
-        return RedisLimiter(
-            args.redis_url, account=args.account, limits=rate_limits_for(args), lease=args.timeout
+        # The password from --redis-password-file, else BYBIT_REDIS_PASSWORD, when the
+        # URL has none: kept off the command line, which every user of the host can read.
+        url = redis_url_with_password(
+            args.redis_url, password_file=getattr(args, "redis_password_file", None)
         )
+        return RedisLimiter(
+            url, account=args.account, limits=rate_limits_for(args), lease=args.timeout
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot read the Redis password file: {exc.strerror}") from None
     except (TypeError, ValueError, ImportError) as exc:
         raise UsageError(redact(str(exc))) from None
 
@@ -82,6 +91,11 @@ def target_host(args: argparse.Namespace) -> str:
     if args.base_url is not None:
         return str(HOSTS.get(args.base_url, args.base_url)).rstrip("/")
     return HOSTS["testnet" if args.testnet else "demo" if args.demo else "mainnet"]
+
+
+def flag_title(args: argparse.Namespace) -> str:
+    """The table's title: the value the command sets, and the host."""
+    return f"auto-add-margin {'on' if args.flag else 'off'} at {target_host(args)}"
 
 
 def add_session_options(cmd: argparse.ArgumentParser) -> None:

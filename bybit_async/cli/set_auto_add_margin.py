@@ -9,7 +9,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -26,23 +26,27 @@ from .common import (
     KEY_ENV,
     PROG,
     PROGRESS_MIN_SYMBOLS,
-    RICH_MISSING,
     SECRET_ENV,
     Command,
     add_flag_options,
     add_show_options,
+    add_symbols_argument,
+    add_symbols_file_option,
     on_signals,
-    silence_stdout,
 )
-from .credentials import CREDENTIALS_HELP, inputs, redactor
-from .output import Outcome, Reporter, TableReporter, Traffic, exit_for, open_output
+from .credentials import CREDENTIALS_HELP, redactor
+from .output import JsonReporter, Outcome, Traffic, exit_for, reporter_for, run_command
 from .session_setup import (
     add_session_options,
+    flag_title,
     limiter_for,
     session_for,
     target_host,
     tls_refused,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["COMMAND"]
 
@@ -230,8 +234,12 @@ async def _run_set(
     symbols: list[str],
     api_key: str,
     api_secret: str,
-    reporter: Reporter,
+    json_reporter: JsonReporter | None,
+    console: Console | None,
 ) -> int:
+    reporter = reporter_for(
+        json_reporter, console, title=flag_title(args), items=len(symbols), show=args.show
+    )
     redact = redactor(api_secret)
     clock = ServerClock()
     limiter = limiter_for(args, redact)
@@ -268,24 +276,7 @@ async def _run_set(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``set-auto-add-margin``; return its exit status."""
-    # Checked first, so a missing extra costs nothing but this one line.
-    json_reporter, console = open_output(args)
-    if json_reporter is None and console is None:
-        print(RICH_MISSING, file=sys.stderr)
-        return EXIT_USAGE
-    symbols, api_key, api_secret = inputs(args)
-    reporter: Reporter
-    if console is not None:
-        title = f"auto-add-margin {'on' if args.flag else 'off'} at {target_host(args)}"
-        show_progress = sys.stdout.isatty() and len(symbols) >= PROGRESS_MIN_SYMBOLS
-        reporter = TableReporter(console, title=title, progress=show_progress, show=args.show)
-    else:
-        assert json_reporter is not None
-        reporter = json_reporter
-    status = asyncio.run(_run_set(args, symbols, api_key, api_secret, reporter))
-    if json_reporter is not None and json_reporter.broken:
-        silence_stdout()
-    return status
+    return run_command(args, _run_set)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -301,11 +292,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmd.add_argument(
-        "symbols",
-        nargs="*",
-        metavar="SYMBOL",
-        help="symbols such as BTCUSDT (uppercase), combined with --symbols-file",
+    add_symbols_argument(
+        cmd,
+        "symbols such as BTCUSDT (uppercase), combined with --symbols-file",
     )
     add_flag_options(cmd)
     cmd.add_argument(
@@ -314,11 +303,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=(0, 1, 2),
         help="0 one-way mode, 1 hedge-mode buy side, 2 hedge-mode sell side (default: not sent)",
     )
-    cmd.add_argument(
-        "--symbols-file",
-        action="append",
-        metavar="FILE",
-        help="read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
+    add_symbols_file_option(
+        cmd,
+        "read symbols from FILE ('-' for stdin): one per line, blank lines and # comments "
         "ignored; may be repeated; duplicates are dropped, keeping the first",
     )
     add_session_options(cmd)
@@ -327,6 +314,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="share the account's rate limits with other processes through the Redis at URL "
         "(redis://[:password@]host:port/db; needs bybit-async[redis])",
+    )
+    cmd.add_argument(
+        "--redis-password-file",
+        metavar="FILE",
+        help="with --redis-url: read the Redis password from FILE's first line, so that it is "
+        "not on the command line (default: BYBIT_REDIS_PASSWORD, when the URL has none)",
     )
     cmd.add_argument(
         "--account",

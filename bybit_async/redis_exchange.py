@@ -1,0 +1,623 @@
+"""The exchange behind `bybit_async.redis_limiter.RedisLimiter`: one script call per batch.
+
+A process talks to Redis through one *exchange* at a time: every release,
+hold and learned limit since the last exchange, and for each budget key as
+many permits as this process has calls waiting on it, go in one call of the
+script in `bybit_async.redis_scripts`.  This module holds what gathers them
+(the driver), the exchanges in flight, the hand-off of granted permits to
+the waiting calls (and of renewed slots, one hold after their answer), the
+epoch each reply names and the restart rule that follows a change of it,
+and the state while Redis cannot be reached.  `RedisLimiter` builds on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .endpoint_limits import ENDPOINT_LIMITS
+from .ratelimit import RateLimits
+from .redis_scripts import EXCHANGE
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__: list[str] = []
+
+_log = logging.getLogger("bybit_async")
+
+#: Most permits asked for one budget key in one exchange (Lua's stack limits
+#: the arguments of one ZADD).
+_MOST_PER_GROUP = 1000
+
+#: Most windows in a row a process keeps an endpoint permit for its own calls
+#: before it goes back to Redis for every engine to take.
+_MOST_ROLLS = 3
+
+#: Most exchanges in flight at once: while they are, what comes up waits for
+#: the next, which then carries more.
+_MOST_IN_FLIGHT = 2
+
+#: Most releases kept while Redis cannot be reached; older ones are dropped,
+#: and their permits come back when their lease ends.
+_MOST_PENDING = 100_000
+
+_US = 1_000_000
+
+
+class _Own:
+    """This process's own permits of one level: the basis of the restart rule."""
+
+    __slots__ = ("cooling", "hold", "in_flight")
+
+    def __init__(self, hold: float) -> None:
+        self.hold = hold
+        self.in_flight = 0
+        self.cooling: deque[float] = deque()
+
+    def used(self, now: float) -> int:
+        cooling = self.cooling
+        while cooling and cooling[0] <= now:
+            cooling.popleft()
+        return self.in_flight + len(cooling)
+
+
+class _Group:
+    """The calls of this process waiting on one budget key (or on the IP alone)."""
+
+    __slots__ = (
+        "asked",
+        "ep_hold",
+        "ep_hold_us",
+        "ep_key",
+        "ep_lease_us",
+        "hold_key",
+        "key",
+        "limit",
+        "not_before",
+        "rolling",
+        "short",
+        "signed",
+        "source",
+        "waiters",
+        "window",
+    )
+
+    def __init__(self, key: str, signed: bool) -> None:
+        self.key = key
+        self.signed = signed
+        self.waiters: deque[asyncio.Future[tuple[int, float, int] | None]] = deque()
+        # Clock time before which Redis is not asked again for this group.
+        self.not_before = 0.0
+        # Permits asked for in exchanges still in flight.
+        self.asked = 0
+        # Slots of this process's own sent permits being passed to waiting calls.
+        self.rolling = 0
+        # Whether Redis last granted fewer permits than asked: the budget is used up.
+        self.short = False
+        self.limit = 0
+        self.window = 1.0
+        self.source = "n"
+        self.ep_key = ""
+        self.hold_key = ""
+        self.ep_hold = 0.0
+        self.ep_hold_us = "0"
+        self.ep_lease_us = "0"
+
+    def live(self) -> int:
+        waiters = self.waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        return sum(1 for w in waiters if not w.done())
+
+
+class _ExchangeDriver:
+    """The exchange side of `RedisLimiter`: pending records, exchanges, hand-off, restarts.
+
+    `RedisLimiter` sets the configuration attributes below and calls
+    `_init_exchanges`; it supplies `_group` and `_local_observe`.
+    """
+
+    # Set by RedisLimiter: configuration and the connection.
+    _limits: RateLimits
+    _clock: Callable[[], float]
+    _handover: float
+    _probe_interval: float
+    _fallback: str
+    _prefix: str
+    _account: str | None
+    _token: str
+    _ttl_ms: str
+    _ip_key: str
+    _epoch_key: str
+    _ip_hold: float
+    _ip_lease_us: int
+    _redis: Redis
+    _where: str
+    _errors: tuple[type[BaseException], ...]
+    _no_script: type[BaseException]
+    _down: str | None
+    _probe_at: float
+    _closed: bool
+
+    def _init_exchanges(self) -> None:
+        self._sha = hashlib.sha1(EXCHANGE.encode()).hexdigest()
+        self._loaded = False
+        # Seconds an exchange takes, smoothed: a slot passes locally (see _roll)
+        # only when Redis is far enough away for its round trips to matter.
+        self._round_trip = 0.0
+
+        self._groups: dict[str, _Group] = {}
+        # Waiting to reach Redis: releases (group, id, sent), permits an exchange
+        # may have granted after its caller gave up (group, first id, count),
+        # holds (key -> µs ahead) and learned limits (key -> limit).
+        self._releases: list[tuple[_Group, int, bool, float]] = []
+        self._takebacks: list[tuple[_Group, int, int]] = []
+        # Sent permits whose endpoint slot passes to a new permit of this process:
+        # (group, old id, new id, answer time, rolls of the new one).
+        self._rolls: list[tuple[_Group, int, int, float, int]] = []
+        self._holds: dict[str, int] = {}
+        self._learned: dict[str, int] = {}
+        self._next_id = 0
+        self._own: dict[str, _Own] = {"": _Own(self._ip_hold)}
+        self._epoch: str | None = None
+        # After a restart: per level ("" for the IP), the most this process may
+        # have out until the clock time given.
+        self._caps: dict[str, tuple[int, float]] = {}
+        self._new_cap_until = 0.0
+        self._driver: asyncio.Task[None] | None = None
+        self._waker: asyncio.Future[None] | None = None
+        self._in_flight = 0
+        self._exchanges: set[asyncio.Task[None]] = set()
+        self._flushed: list[asyncio.Future[None]] = []
+
+    def _group(self, path: str, signed: bool) -> _Group:
+        raise NotImplementedError
+
+    def _local_observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _allowed(self, group: _Group, now: float) -> int:
+        """How many more permits this process may take for *group* under the restart rule."""
+        caps = self._caps
+        if not caps:
+            return _MOST_PER_GROUP
+        allowed = _MOST_PER_GROUP
+        levels = ("", group.key) if group.signed else ("",)
+        for level in levels:
+            most, until = caps.get(level, (0, self._new_cap_until))
+            if now >= until:
+                caps.pop(level, None)
+                continue
+            allowed = min(allowed, most - self._own[level].used(now))
+        if all(now >= until for _, until in caps.values()) and now >= self._new_cap_until:
+            caps.clear()
+        return max(0, allowed)
+
+    def _restricted_until(self, group: _Group, now: float) -> float:
+        """When *group* may next be allowed a permit under the restart rule."""
+        times: list[float] = []
+        levels = ("", group.key) if group.signed else ("",)
+        for level in levels:
+            times.append(self._caps.get(level, (0, self._new_cap_until))[1])
+            own = self._own[level]
+            if own.cooling:
+                times.append(own.cooling[0])
+        return min((t for t in times if t > now), default=now)
+
+    def _kick(self) -> None:
+        """Have the driver run an exchange on the next turn of the loop."""
+        waker = self._waker
+        if waker is not None:
+            if not waker.done():
+                waker.set_result(None)
+            return
+        if self._driver is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._driver = loop.create_task(self._drive())
+
+    def _pending(self) -> bool:
+        return bool(
+            self._releases or self._takebacks or self._rolls or self._holds or self._learned
+        )
+
+    def _header(self) -> tuple[list[str], list[str]]:
+        keys = [self._epoch_key]
+        args = [
+            self._token,
+            self._ttl_ms,
+            str(self._limits.ip_limit),
+            str(self._ip_lease_us),
+            str(round(self._ip_hold * _US)),
+            self._token,
+        ]
+        return keys, args
+
+    def _add_grant(
+        self, keys: list[str], args: list[str], group: _Group, wanted: int, first: int
+    ) -> None:
+        keys.append(self._ip_key)
+        ipk = str(len(keys))
+        if group.signed:
+            keys.extend((group.hold_key, group.ep_key, self._learned_key()))
+            n = len(keys)
+            hk, ek, lk = str(n - 2), str(n - 1), str(n)
+        else:
+            hk = ek = lk = "0"
+        args.extend(
+            (
+                "g",
+                ipk,
+                hk,
+                ek,
+                lk,
+                group.key,
+                str(group.limit if group.source in ("c", "t") else self._start_limit(group)),
+                group.source if group.source in ("c", "t") else "u",
+                group.ep_lease_us,
+                group.ep_hold_us,
+                str(wanted),
+                str(first),
+            )
+        )
+
+    def _start_limit(self, group: _Group) -> int:
+        # A learned or unknown limit: Redis's learned value wins; without one, the
+        # table's (if the key was in the table) or 1 for a key nobody knows.
+        table = ENDPOINT_LIMITS.get(group.key)
+        return table.limit if table is not None else 1
+
+    def _learned_key(self) -> str:
+        return f"{self._prefix}:acct:{self._account}:limits"
+
+    async def _call(self, keys: list[str], args: list[str]) -> list[Any]:
+        execute: Callable[..., Awaitable[Sequence[Any]]] = self._redis.execute_command
+        if not self._loaded:  # the first call sends the script itself: one round trip
+            reply = await execute("EVAL", EXCHANGE, len(keys), *keys, *args)
+            self._loaded = True
+            return list(reply)
+        try:
+            reply = await execute("EVALSHA", self._sha, len(keys), *keys, *args)
+        except self._no_script:  # Redis restarted or flushed its scripts
+            reply = await execute("EVAL", EXCHANGE, len(keys), *keys, *args)
+        return list(reply)
+
+    def _check_epoch(self, reply: Sequence[Any]) -> bool:
+        """Note the epoch the reply names; True if it changed (Redis restarted or replaced)."""
+        epoch = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if epoch == self._epoch:
+            return False
+        known, self._epoch = self._epoch, epoch
+        if known is None:
+            return False
+        now = self._clock()
+        age = int(reply[1]) / _US
+        self._caps = {
+            level: (own.used(now), now + own.hold - age) for level, own in self._own.items()
+        }
+        # A budget this process had not used: nothing of its own to keep to.
+        self._new_cap_until = now + self._limits.window + self._limits.margin - age
+        _log.warning(
+            "RedisLimiter: Redis at %s came back empty or is another server; this process "
+            "keeps to what it sent itself for one window",
+            self._where,
+        )
+        return True
+
+    def _learn(self, group: _Group, limit: Any, source: Any) -> None:
+        if not group.signed:
+            return
+        source = source.decode() if isinstance(source, bytes) else str(source)
+        limit = int(limit)
+        if source == "l" and (group.source != "l" or group.limit != limit):
+            group.limit, group.source = limit, "l"
+            self._local_observe(group.key, None, None, limit)
+
+    async def _drive(self) -> None:
+        """Start exchanges while there is anything to send, at most `_MOST_IN_FLIGHT` at once."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                now = self._clock()
+                if self._in_flight >= _MOST_IN_FLIGHT:
+                    await self._sleep(loop, None)  # an exchange ending kicks
+                    continue
+                if self._down is not None and (
+                    now < self._probe_at or not any(g.live() for g in self._groups.values())
+                ):
+                    # Down: only a call that waits asks Redis again (after the probe
+                    # interval); what is pending goes with it.
+                    self._fail_waiters(None)
+                    if self._closed and not self._in_flight:
+                        return
+                    self._wake_flushers()
+                    await self._sleep(loop, max(0.0, self._probe_at - now) or None)
+                    continue
+                keys, args = self._header()
+                releases, self._releases = self._releases, []
+                takebacks, self._takebacks = self._takebacks, []
+                rolls, self._rolls = self._rolls, []
+                holds, self._holds = self._holds, {}
+                learned, self._learned = self._learned, {}
+                self._add_records(keys, args, releases, takebacks, rolls, holds, learned)
+                asked: list[tuple[_Group, int, int]] = []
+                next_at: float | None = None
+                if not self._closed:
+                    for group in self._groups.values():
+                        if not group.waiters:
+                            continue
+                        live = group.live() - group.asked - group.rolling
+                        if live <= 0:
+                            continue
+                        if group.not_before > now:
+                            next_at = min(next_at or group.not_before, group.not_before)
+                            continue
+                        wanted = min(live, self._allowed(group, now) - group.asked)
+                        if wanted <= 0:
+                            at = self._restricted_until(group, now)
+                            if at > now:
+                                next_at = min(next_at or at, at)
+                            continue
+                        first = self._next_id
+                        self._next_id += wanted
+                        group.asked += wanted
+                        self._add_grant(keys, args, group, wanted, first)
+                        asked.append((group, wanted, first))
+                if len(args) == 6:  # nothing to send
+                    if not self._in_flight:
+                        self._wake_flushers()
+                        if self._closed:
+                            return
+                    await self._sleep(loop, None if next_at is None else next_at - now)
+                    continue
+                self._in_flight += 1
+                exchange = self._exchange(
+                    keys, args, releases, takebacks, rolls, holds, learned, asked
+                )
+                task = loop.create_task(exchange)
+                self._exchanges.add(task)
+                task.add_done_callback(self._exchanges.discard)
+        finally:
+            self._driver = None
+            self._waker = None
+            self._wake_flushers()
+
+    async def _exchange(
+        self,
+        keys: list[str],
+        args: list[str],
+        releases: list[tuple[_Group, int, bool, float]],
+        takebacks: list[tuple[_Group, int, int]],
+        rolls: list[tuple[_Group, int, int, float, int]],
+        holds: dict[str, int],
+        learned: dict[str, int],
+        asked: list[tuple[_Group, int, int]],
+    ) -> None:
+        """Send one exchange and hand out what it granted."""
+        sent_at = self._clock()
+        try:
+            reply = await self._call(keys, args)
+        except self._errors as exc:
+            self._went_down(exc)
+            # The exchange may have been carried out: what it granted is given
+            # back, and what it wrote is written again, with the next one.
+            self._takebacks.extend(takebacks)
+            self._takebacks.extend((g, first, n) for g, n, first in asked)
+            self._releases[:0] = releases
+            for group, old, new, at, _ in rolls:
+                group.rolling -= 1
+                self._releases.append((group, old, True, at))
+                self._takebacks.append((group, new, 1))
+            self._merge_notes(holds, learned)
+            for group, wanted, _ in asked:
+                group.asked -= wanted
+            self._fail_waiters(None)
+            return
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._wake_flushers()
+            if self._driver is not None:
+                self._kick()
+        for group, wanted, _ in asked:
+            group.asked -= wanted
+        took = self._clock() - sent_at
+        self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took
+        if self._down is not None:
+            self._came_back()
+        try:
+            self._roll(reply, rolls)
+            self._hand_out(reply, asked, sent_at, 2 + len(rolls))
+        except Exception as exc:  # a reply it cannot read: no call may wait on it forever
+            _log.exception("RedisLimiter: unexpected reply from Redis at %s", self._where)
+            self._went_down(exc)
+            self._fail_waiters(None)
+
+    def _add_records(
+        self,
+        keys: list[str],
+        args: list[str],
+        releases: list[tuple[_Group, int, bool, float]],
+        takebacks: list[tuple[_Group, int, int]],
+        rolls: list[tuple[_Group, int, int, float, int]],
+        holds: dict[str, int],
+        learned: dict[str, int],
+    ) -> None:
+        index: dict[str, str] = {}
+
+        def key(name: str) -> str:
+            found = index.get(name)
+            if found is None:
+                keys.append(name)
+                found = index[name] = str(len(keys))
+            return found
+
+        ipk = key(self._ip_key) if releases or takebacks or rolls else "0"
+        # A permit comes back one hold after its answer: Redis's now less the time
+        # since the answer, by this process's clock, is no earlier than that.
+        sent_at = self._clock()
+        for group, seq, sent, at in releases:
+            args.extend(
+                (
+                    "r",
+                    ipk,
+                    key(group.ep_key) if group.signed else "0",
+                    "1" if sent else "0",
+                    str(seq),
+                    group.ep_hold_us,
+                    str(max(0, round((sent_at - at) * _US))),
+                )
+            )
+        for group, first, count in takebacks:
+            args.extend(
+                ("x", ipk, key(group.ep_key) if group.signed else "0", str(first), str(count))
+            )
+        for group, old, new, at, _ in rolls:
+            args.extend(
+                (
+                    "n",
+                    ipk,
+                    key(group.hold_key),
+                    key(group.ep_key),
+                    str(old),
+                    str(new),
+                    group.ep_hold_us,
+                    group.ep_lease_us,
+                    str(group.limit),
+                    str(max(0, round((sent_at - at) * _US))),
+                )
+            )
+        for path, ahead in holds.items():
+            args.extend(("h", key(self._group(path, True).hold_key), str(ahead)))
+        for path, limit in learned.items():
+            args.extend(("l", key(self._learned_key()), path, str(limit)))
+
+    def _merge_notes(self, holds: dict[str, int], learned: dict[str, int]) -> None:
+        for path, ahead in holds.items():
+            if ahead > self._holds.get(path, 0):
+                self._holds[path] = ahead
+        for path, limit in learned.items():
+            self._learned.setdefault(path, limit)
+
+    def _hand_out(
+        self, reply: list[Any], asked: list[tuple[_Group, int, int]], sent_at: float, at: int = 2
+    ) -> None:
+        restarted = self._check_epoch(reply)
+        usable_until = sent_at + self._handover
+        now = self._clock()
+        for group, _wanted, first in asked:
+            granted, wait_us = int(reply[at]), int(reply[at + 1])
+            self._learn(group, reply[at + 2], reply[at + 3])
+            at += 5
+            if restarted:
+                # Granted by a Redis that forgot the last window: no more than the
+                # restart rule allows; the rest go back.
+                keep = min(granted, self._allowed(group, now))
+                if keep < granted:
+                    self._takebacks.append((group, first + keep, granted - keep))
+                    granted = keep
+            group.short = granted < _wanted
+            if wait_us > 0:
+                # From the exchange's start: it reached Redis no sooner, so the
+                # next ask reaches it no sooner than the permit comes back.
+                group.not_before = sent_at + wait_us / _US
+            levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
+            waiters = group.waiters
+            seq = first
+            end = first + granted
+            while seq < end:
+                while waiters and waiters[0].done():
+                    waiters.popleft()
+                if not waiters:
+                    break
+                for own in levels:
+                    own.in_flight += 1
+                waiters.popleft().set_result((seq, usable_until, 0))
+                seq += 1
+            if seq < end:  # callers gone meanwhile
+                self._takebacks.append((group, seq, end - seq))
+
+    def _roll(self, reply: list[Any], rolls: list[tuple[_Group, int, int, float, int]]) -> None:
+        """Pass each renewed slot to a waiting call one hold after its answer."""
+        loop = asyncio.get_running_loop()
+        for i, (group, _old, new, at, count) in enumerate(rolls):
+            if not int(reply[2 + i]):  # refused: released as any sent permit
+                group.rolling -= 1
+                continue
+            # This process's own clock: the answer came at *at*, so a request sent
+            # one hold later cannot share a rolling window with it.
+            due = at + group.ep_hold
+            loop.call_later(max(0.0, due - self._clock()), self._pass_slot, group, new, due, count)
+        if rolls:
+            self._kick()
+
+    def _pass_slot(self, group: _Group, seq: int, due: float, rolls: int) -> None:
+        group.rolling -= 1
+        waiters = group.waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        if not waiters or self._closed:
+            self._releases.append((group, seq, False, self._clock()))
+            self._kick()
+            return
+        for own in (self._own[""], self._own[group.key]):
+            own.in_flight += 1
+        waiters.popleft().set_result((seq, due + self._handover, rolls))
+
+    def _fail_waiters(self, result: None) -> None:
+        for group in self._groups.values():
+            waiters, group.waiters = group.waiters, deque()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(result)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float | None) -> None:
+        """Sleep *seconds* (None: until kicked), or until `_kick`."""
+        waker = self._waker = loop.create_future()
+        timer = None if seconds is None else loop.call_later(max(0.0, seconds), _resolve, waker)
+        try:
+            await waker
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waker = None
+
+    def _wake_flushers(self) -> None:
+        flushed, self._flushed = self._flushed, []
+        for future in flushed:
+            _resolve(future)
+
+    def _cause(self, exc: BaseException) -> str:
+        return f"{type(exc).__name__}: {exc}".replace(self._password(), "***")
+
+    def _password(self) -> str:
+        kwargs = getattr(self._redis.connection_pool, "connection_kwargs", {})
+        password = kwargs.get("password")
+        return password if isinstance(password, str) and password else "\0"
+
+    def _went_down(self, exc: BaseException) -> None:
+        first = self._down is None
+        self._down = f"Redis at {self._where} unreachable: {self._cause(exc)}"
+        self._probe_at = self._clock() + self._probe_interval
+        if first:
+            then = (
+                "limiting this process alone until it answers"
+                if self._fallback == "local"
+                else "requests fail until it answers"
+            )
+            _log.warning("RedisLimiter: %s; %s", self._down, then)
+
+    def _came_back(self) -> None:
+        self._down = None
+        _log.info("RedisLimiter: Redis at %s answers again; permits shared again", self._where)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
