@@ -93,15 +93,16 @@ def minimum(n: int, limit: int, window: float = 1.0) -> float:
     return (math.ceil(n / limit) - 1) * window + RTT
 
 
-def ip_minimum(n: int, account_limit: int) -> float:
-    """The least time for *n* requests of one account at the IP limit and *account_limit*/s.
+def ip_minimum(total: int, orders: int, account_limit: int) -> float:
+    """The least time for *total* requests, *orders* of them at *account_limit*/s, at the IP limit.
 
-    Full IP windows first; what is left after them goes at the account's
+    Full IP windows first; the orders left after them go at the account's
     limit (1,200 at 200/s: 600 in the first 5 s, then 200 a second from 5 s,
-    the last at 7 s).
+    the last at 7 s).  The requests that are not orders (a clock sync) come
+    first, in the first window.
     """
-    windows = math.ceil(n / IP_LIMIT) - 1
-    left = n - windows * IP_LIMIT
+    windows = math.ceil(total / IP_LIMIT) - 1
+    left = total - windows * IP_LIMIT if windows else orders
     return windows * IP_WINDOW + (math.ceil(left / account_limit) - 1) + RTT
 
 
@@ -152,7 +153,7 @@ async def measure_orders(n: int, account_limit: int, seed: int, *, warm: bool = 
             in_force = _in_force(session, ORDER_KEY)
         total = len(sim.requests) - start
         per_uid = minimum(n, account_limit)
-        per_ip = ip_minimum(total, account_limit)
+        per_ip = ip_minimum(total, n, account_limit)
         floor = max(per_uid, per_ip)
         return {
             "orders": n,
