@@ -172,7 +172,12 @@ class Permit(Protocol):
 
 
 class Limiter(Protocol):
-    """What a session needs from a rate limiter."""
+    """What a session needs from a rate limiter.
+
+    A limiter may also have ``try_acquire(path, signed) -> Permit | None``,
+    which the session tries first: a permit to be had at once then costs no
+    coroutine (`LocalLimiter.try_acquire`).
+    """
 
     async def acquire(self, path: str, *, signed: bool = True) -> Permit:
         """Wait until one request to budget *path* may be sent, and return its permit.
@@ -468,10 +473,12 @@ class LocalLimiter:
         # A limit learned lower than the permits out makes free() negative for a while.
         return max(0, min(ip, self._endpoint(path).free(now)) if signed else ip)
 
-    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
-        """Wait for a permit of budget *path* and of the IP limit, taken together.
+    def try_acquire(self, path: str, signed: bool = True) -> Permit | None:
+        """Return a permit of budget *path* and of the IP limit if both may be taken now.
 
-        A request that is not *signed* takes an IP permit only.
+        None when the call would have to wait (or calls to *path* already
+        wait): then `acquire` queues it.  A request that is not *signed*
+        needs an IP permit only.
         """
         if signed:
             endpoint = self._endpoints.get(path)
@@ -479,19 +486,31 @@ class LocalLimiter:
                 endpoint = self._endpoint(path)
         else:
             endpoint = None
-        if path not in self._queues:
-            now = self._clock()
-            ip = self._ip
-            # _admits and _grant inlined: this runs on every request.
-            if (
-                ip.free(now) > 0
-                and (endpoint is None or endpoint.free(now) > 0)
-                and not (self._blocked_until and self._blocked(path, now))
-            ):
-                if endpoint is not None:
-                    endpoint.in_flight += 1
-                ip.in_flight += 1
-                return _LocalPermit(self, endpoint)
+        if path in self._queues:
+            return None
+        now = self._clock()
+        ip = self._ip
+        # _admits and _grant inlined: this runs on every request.
+        if (
+            ip.free(now) > 0
+            and (endpoint is None or endpoint.free(now) > 0)
+            and not (self._blocked_until and self._blocked(path, now))
+        ):
+            if endpoint is not None:
+                endpoint.in_flight += 1
+            ip.in_flight += 1
+            return _LocalPermit(self, endpoint)
+        return None
+
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
+        """Wait for a permit of budget *path* and of the IP limit, taken together.
+
+        A request that is not *signed* takes an IP permit only.
+        """
+        permit = self.try_acquire(path, signed)
+        if permit is not None:
+            return permit
+        endpoint = self._endpoint(path) if signed else None
         budget = self._ip_budget
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(self, next(budget._seq), path, endpoint, future)

@@ -308,6 +308,10 @@ class BybitSession:
         self._callback_failures: set[type[BaseException]] = set()
         self._signer = signer
         self._limiter = limiter
+        # A limiter may grant at once without a coroutine (LocalLimiter does).
+        self._try_acquire: Callable[[str, bool], Permit | None] | None = getattr(
+            limiter, "try_acquire", None
+        )
         self._proxy = proxy
         self._max_connections = max_connections
         self._clock = clock or ServerClock()
@@ -733,6 +737,13 @@ class BybitSession:
         """
         if self._limiter is None:
             return None
+        if self._try_acquire is not None:
+            # A permit to be had at once needs no await, no queue entry and no timing.
+            permit = self._try_acquire(key or path, signed)
+            if permit is not None:
+                if self._stats is not None:
+                    self._stats.waited(0.0)
+                return permit
         task = asyncio.current_task()
         queued = self._calls.queued
         if task is not None:

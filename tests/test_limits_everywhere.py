@@ -411,3 +411,23 @@ async def test_an_unknown_endpoint_goes_one_at_a_time_then_at_its_stated_limit()
         assert all(getattr(o, "ret_code", None) == 0 for o in outcomes)
         assert sim.count(UNKNOWN, ret_code=10006) == 0
         assert sim.max_in_window(UNKNOWN, 1.0) <= 3
+
+
+async def test_a_permit_to_be_had_at_once_is_taken_without_waiting_in_the_limiter() -> None:
+    class Counting(LocalLimiter):
+        queued = 0
+
+        async def acquire(self, path: str, *, signed: bool = True) -> Any:
+            Counting.queued += 1
+            return await super().acquire(path, signed=signed)
+
+    async with BybitSimulator(instruments=None) as sim:
+        limiter = Counting(RateLimits(endpoints={PATH: 2}))
+        async with BybitSession(
+            sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter
+        ) as session:
+            await session.set_auto_add_margin_many(symbols(2), True)
+            assert Counting.queued == 0  # the clock sync and both writes at once
+            await session.set_auto_add_margin("S0009USDT", True)
+            assert Counting.queued == 1  # the third waits for a permit to come back
+            assert session.stats().limiter_wait.count == 4
