@@ -689,7 +689,14 @@ class BybitSession:
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
-        permit = await self._acquire(method, path, number, key, signed)
+        # A permit to be had at once needs no coroutine, no queue entry and no timing.
+        try_acquire = self._try_acquire
+        permit = None if try_acquire is None else try_acquire(key, signed)
+        if permit is not None:
+            if self._stats is not None:
+                self._stats.waited(0.0)
+        else:
+            permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
         task = asyncio.current_task()
         calls = self._calls
@@ -738,7 +745,6 @@ class BybitSession:
         if self._limiter is None:
             return None
         if self._try_acquire is not None:
-            # A permit to be had at once needs no await, no queue entry and no timing.
             permit = self._try_acquire(key or path, signed)
             if permit is not None:
                 if self._stats is not None:
