@@ -7,7 +7,7 @@ from typing import Any
 
 from ..accounts import User
 from ..protocol import base_coin
-from . import Call, Handler, Outcome, Refused, ok, required, text
+from .common import Call, Handler, Outcome, Refused, ok, required, text
 
 INFO_PATH = "/v5/account/info"
 WALLET_BALANCE_PATH = "/v5/account/wallet-balance"

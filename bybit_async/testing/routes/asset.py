@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import base_coin
-from . import Call, Handler, Outcome, ok
+from .common import Call, Handler, Outcome, ok
 
 COIN_INFO_PATH = "/v5/asset/coin/query-info"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..auth import parse_uint
 from ..protocol import MARKET_TIME_PATH, base_coin
-from . import Call, Handler, Outcome, Refused, category, ok
+from .common import Call, Handler, Outcome, Refused, category, ok
 
 #: Every category Bybit lists instruments in; the simulator lists linear ones only.
 CATEGORIES = ("linear", "inverse", "spot", "option")

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..accounts import SYMBOL_PATTERN
 from ..protocol import ORDER_CREATE_PATH
-from . import Call, Handler, Outcome, error, ok, params_error
+from .common import Call, Handler, Outcome, error, ok, params_error
 
 #: The categories an order can be placed in.
 ORDER_CATEGORIES = ("linear", "inverse", "spot", "option")

@@ -13,7 +13,8 @@ from ..protocol import (
     POSITION_LIST_PATH,
     SET_AUTO_ADD_MARGIN_PATH,
 )
-from . import (
+from .account import position_margin
+from .common import (
     Call,
     Handler,
     Outcome,
@@ -26,7 +27,6 @@ from . import (
     required,
     text,
 )
-from .account import position_margin
 
 
 def set_auto_add_margin(call: Call) -> Outcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from . import Call, Handler, Outcome, ok
+from .common import Call, Handler, Outcome, ok
 
 QUERY_API_PATH = "/v5/user/query-api"
 
