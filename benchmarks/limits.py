@@ -56,6 +56,7 @@ from bybit_async import (
 )
 from bybit_async.endpoint_limits import ENDPOINT_LIMITS, budget_key
 from bybit_async.events import AttemptAnswered, Event, SessionHalted
+from bybit_async.ratelimit import Limiter
 from bybit_async.testing import BybitSimulator, Fault, NetworkDelay
 
 from .common import SET_AUTO_ADD_MARGIN, Config, Json, log, run_on, simulator_process, summary
@@ -258,13 +259,27 @@ def _accounts(sim: BybitSimulator, n: int) -> list[tuple[str, str]]:
     return keys
 
 
-async def measure_fleet(sessions: int, symbols: int, seed: int) -> Json:
-    """*sessions* accounts in one process, each over *symbols* symbols, at the real IP limit."""
+async def measure_fleet(
+    sessions: int,
+    symbols: int,
+    seed: int,
+    limiter_for: Callable[[str], Limiter] | None = None,
+) -> Json:
+    """*sessions* accounts in one process, each over *symbols* symbols, at the real IP limit.
+
+    *limiter_for*, given an API key, makes that session's limiter (such as a
+    `RedisLimiter`); by default each session has its own `LocalLimiter`.
+    """
     async with BybitSimulator(
         network_delay=_delay(seed), instruments=None, ip_ban_seconds=SIM_BAN_S
     ) as sim:
         keys = _accounts(sim, sessions)
-        clients = [BybitSession(k, s, base_url=sim.url) for k, s in keys]
+        clients = [
+            BybitSession(k, s, base_url=sim.url)
+            if limiter_for is None
+            else BybitSession(k, s, base_url=sim.url, limiter=limiter_for(k))
+            for k, s in keys
+        ]
         try:
             # Connections first, a few sessions at a time: 500 connects at once overflow
             # the simulator's listen backlog (128), and the dropped SYNs come back a

@@ -280,3 +280,27 @@ def test_limits_targets_follow_the_goals() -> None:
     assert "## 10. Limits as the account has them" in text
     assert "1.030x the minimum 9.02 s" in text
     assert "limit in force after: 60 per 1 s (learned)" in text
+
+
+def test_issue24_fleet_target_passes_at_the_goal_and_fails_past_it() -> None:
+    from benchmarks.redis_limiter import TARGET_FLEET_RATIO, issue24_targets
+
+    def fleet(ratio: float) -> dict[str, object]:
+        return {
+            "limit": 10,
+            "fleet": {
+                "sessions": 50,
+                "symbols": 100,
+                "ratio": ratio,
+                "wall_s": 40.02 * ratio,
+                "minimum_s": 40.02,
+                "answers_403": 0,
+                "answers_10006": 0,
+            },
+        }
+
+    ((name, _, _, ok, _),) = issue24_targets(fleet(TARGET_FLEET_RATIO))
+    assert "RedisLimiter" in name
+    assert ok
+    ((_, _, _, ok, _),) = issue24_targets(fleet(TARGET_FLEET_RATIO + 0.01))
+    assert not ok
