@@ -208,7 +208,7 @@ class _Level:
     down, so that they count once the limit is known.
     """
 
-    __slots__ = ("cooling", "hold", "in_flight", "limit", "margin", "source", "window")
+    __slots__ = ("cooling", "hold", "in_flight", "limit", "margin", "source", "unknown", "window")
 
     def __init__(self, limit: int, window: float, margin: float, source: LimitSource) -> None:
         self.limit = limit
@@ -216,6 +216,8 @@ class _Level:
         self.margin = margin
         self.hold = window + margin
         self.source: LimitSource = source
+        # source == "unknown", kept as a flag: free() runs on every request.
+        self.unknown = source == "unknown"
         self.in_flight = 0
         # Times at which released permits come back; ascending, since releases
         # are stamped with a monotonic clock and *hold* is fixed.
@@ -225,12 +227,12 @@ class _Level:
         cooling = self.cooling
         while cooling and cooling[0] <= now:
             cooling.popleft()
-        if self.source == "unknown":
+        if self.unknown:
             return 1 - self.in_flight
         return self.limit - self.in_flight - len(cooling)
 
     def next_return(self) -> float | None:
-        if self.source == "unknown":
+        if self.unknown:
             return None  # only an answer opens it
         return self.cooling[0] if self.cooling else None
 
@@ -539,9 +541,10 @@ class LocalLimiter:
             if level is None:
                 level = self._endpoint(path)
             if level.source != "configured" and (level.limit != limit or level.source != "learned"):
-                opened = level.source == "unknown" or limit > level.limit
+                opened = level.unknown or limit > level.limit
                 level.limit = limit
                 level.source = "learned"
+                level.unknown = False
                 if opened and self._ip_budget._waiting:
                     self._ip_budget._dispatch()
         if remaining == 0 and reset_in is not None and reset_in > 0:

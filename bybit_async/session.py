@@ -689,13 +689,8 @@ class BybitSession:
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
-        # A permit to be had at once needs no coroutine, no queue entry and no timing.
-        try_acquire = self._try_acquire
-        permit = None if try_acquire is None else try_acquire(key, signed)
-        if permit is not None:
-            if self._stats is not None:
-                self._stats.waited(0.0)
-        else:
+        permit = self._permit_at_once(key, signed)
+        if permit is None:
             permit = await self._acquire(method, path, number, key, signed)
         generation = self._clock.generation
         task = asyncio.current_task()
@@ -734,22 +729,30 @@ class BybitSession:
             "X-BAPI-SIGN": self._signer.sign(timestamp.encode() + self._key_window + payload),
         }
 
+    def _permit_at_once(self, key: str, signed: bool) -> Permit | None:
+        """The limiter's permit if it can be had now, else None (then `_acquire`).
+
+        A permit to be had at once needs no coroutine, no queue entry and no timing.
+        """
+        try_acquire = self._try_acquire
+        if try_acquire is None:
+            return None
+        permit = try_acquire(key, signed)
+        if permit is not None and self._stats is not None:
+            self._stats.waited(0.0)
+        return permit
+
     async def _acquire(
         self, method: str, path: str, number: int = 1, key: str | None = None, signed: bool = False
     ) -> Permit | None:
         """Wait for the limiter's permit of budget *key* for attempt *number* of a call to *path*.
 
         None when there is no limiter.  A request that is not *signed* takes
-        an IP permit only.
+        an IP permit only.  Callers try `_permit_at_once` first; this is the
+        way that may wait.
         """
         if self._limiter is None:
             return None
-        if self._try_acquire is not None:
-            permit = self._try_acquire(key or path, signed)
-            if permit is not None:
-                if self._stats is not None:
-                    self._stats.waited(0.0)
-                return permit
         task = asyncio.current_task()
         queued = self._calls.queued
         if task is not None:
@@ -1028,7 +1031,9 @@ class BybitSession:
         if self._calls.halted is not None:
             self._calls.check_halted("GET", SERVER_TIME)
         http = self._http or self._open("GET", SERVER_TIME)
-        permit = await self._acquire("GET", SERVER_TIME)
+        permit = self._permit_at_once(SERVER_TIME, False)
+        if permit is None:
+            permit = await self._acquire("GET", SERVER_TIME)
         url = self._url(SERVER_TIME)
         sent = self._clock.local_ms()
         status, headers, body, latency = await self._exchange(

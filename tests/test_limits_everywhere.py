@@ -339,7 +339,7 @@ async def test_a_session_that_starts_during_a_ban_is_halted_from_its_first_call(
             await first.close()
 
 
-async def test_a_403_ends_the_calls_queued_in_other_sessions_at_once() -> None:
+async def test_calls_queued_in_other_sessions_are_not_sent_after_a_403() -> None:
     async with BybitSimulator(instruments=None) as sim:
         sim.add_account("k2", "s2")
         limits = RateLimits(endpoints={PATH: 1})
