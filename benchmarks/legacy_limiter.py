@@ -12,7 +12,7 @@ import asyncio
 
 from aiolimiter import AsyncLimiter
 
-from bybit_async.ratelimit import Permit, RateLimits
+from bybit_async.ratelimit import ENDPOINT_LIMITS, Permit, RateLimits
 
 JITTER = 0.05
 TIMER_SLACK = 0.002
@@ -42,12 +42,23 @@ class TokenBucketLimiter:
         limits = RateLimits() if limits is None else limits
         self.limits = limits
         self._ip = bucket(limits.ip_limit, limits.ip_window)
-        self._buckets = {path: bucket(limit, 1.0) for path, limit in limits.endpoints.items()}
+        # 0.1 kept one bucket per path of its per-second table; RateLimits.endpoints
+        # now holds overrides only, on top of that table.
+        table: dict[str, int] = {
+            path: budget.limit
+            for path, budget in ENDPOINT_LIMITS.items()
+            if budget.window == 1.0 and budget.limit > 1
+        }
+        for path in table.keys() | limits.endpoints.keys():
+            configured = limits.configured(path)
+            if configured is not None:
+                table[path] = configured.limit
+        self._buckets = {path: bucket(limit, 1.0) for path, limit in table.items()}
         self._blocked_until: dict[str, float] = {}
 
-    async def acquire(self, path: str) -> Permit:
+    async def acquire(self, path: str, *, signed: bool = True) -> Permit:
         """Wait for the endpoint's bucket, any server-reported block, then the IP bucket."""
-        endpoint = self._buckets.get(path)
+        endpoint = self._buckets.get(path) if signed else None
         if endpoint is not None:
             await endpoint.acquire()
         until = self._blocked_until.get(path)
@@ -60,7 +71,9 @@ class TokenBucketLimiter:
         await self._ip.acquire()
         return _NO_PERMIT
 
-    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+    def observe(
+        self, path: str, remaining: int | None, reset_in: float | None, limit: int | None = None
+    ) -> None:
         """Block *path* until the reported reset when the server says none are left."""
         if remaining == 0 and reset_in is not None and reset_in > 0:
             until = asyncio.get_running_loop().time() + reset_in + JITTER

@@ -45,7 +45,7 @@ from .positions import (
     plan_auto_add_margin,
     position_list_params,
 )
-from .stream import PositionStream, _PositionSource
+from .stream import PositionStream, _PositionSource, jittered_backoff
 
 __all__ = ["guard_auto_add_margin", "settle_coin_of"]
 
@@ -72,7 +72,7 @@ def settle_coin_of(symbol: str) -> str:
     """
     if "USDT" in symbol:
         return "USDT"
-    if symbol.endswith(("PERP", "USDC")) or "USDC" in symbol or "-" in symbol:
+    if symbol.endswith("PERP") or "USDC" in symbol or "-" in symbol:
         return "USDC"
     return "USDT"
 
@@ -290,8 +290,7 @@ class _Guard:
         self.resume(key)
 
     def backoff(self, failures: int) -> float:
-        ceiling = min(self.retry_max, self.retry_initial * 2.0 ** min(failures - 1, 30))
-        return ceiling / 2 + self.random.uniform(0, ceiling / 2)
+        return jittered_backoff(failures, self.retry_initial, self.retry_max, self.random)
 
     async def reconcile(self) -> None:
         """Read and write only what differs, as `ensure_auto_add_margin`; retried until read."""

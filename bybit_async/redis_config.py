@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 __all__ = ["PASSWORD_ENV", "account_for_api_key", "redis_url_with_password"]
 
@@ -68,16 +68,22 @@ def redis_url_with_password(
 
 
 def _redacted(url: str) -> str:
-    """*url* without its password, if it has one."""
+    """*url* without its password, in its user part or its query, if it has one."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if parts.query:
+        # redis-py also takes the password as a query parameter (unix:// URLs need it).
+        query = [
+            (name, "***" if name.lower() == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def _describe_client(client: Any) -> str:

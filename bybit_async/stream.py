@@ -47,7 +47,7 @@ from .events import (
     StreamReconnected,
     StreamSnapshot,
 )
-from .positions import Position, PositionKey, position_list_params
+from .positions import Position, PositionKey, _coins
 from .stats import StatsRecorder
 
 __all__ = [
@@ -75,6 +75,16 @@ _PING: Final = '{"op":"ping"}'
 if TYPE_CHECKING:
     # Generic only in newer aiohttp: subscripted for the type checker alone.
     _WebSocket = aiohttp.ClientWebSocketResponse[bool]
+
+
+def jittered_backoff(failures: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after *failures* failures in a row: doubling from *initial* up to *cap*.
+
+    Half fixed, half random: it spreads many clients' retries without ever
+    retrying at once.
+    """
+    ceiling = min(cap, initial * 2.0 ** min(failures - 1, 60))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def _ws_timeout(close: float) -> Any:
@@ -198,11 +208,7 @@ class PositionStream:
     ) -> None:
         if category != "linear":
             raise ValueError(f"the stream serves category 'linear' only, got {category!r}")
-        coins = [settle_coin] if isinstance(settle_coin, str) else list(settle_coin)
-        if not coins:
-            raise ValueError("settle_coin must name at least one coin")
-        for coin in coins:
-            position_list_params(settle_coin=coin)
+        coins = _coins(settle_coin)
         for name, value in (
             ("ping_interval", ping_interval),
             ("pong_timeout", pong_timeout),
@@ -227,7 +233,7 @@ class PositionStream:
         if on_connect is not None and not callable(on_connect):
             raise TypeError("on_connect must be callable")
         self._session = session
-        self._coins = list(dict.fromkeys(coins))
+        self._coins = coins
         self._snapshot = snapshot
         self._ping_interval = float(ping_interval)
         self._pong_timeout = float(pong_timeout)
@@ -359,9 +365,7 @@ class PositionStream:
         self._wake.set()
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** min(failures - 1, 60))
-        # Half fixed, half random: spreads many clients' reconnects without ever retrying at once.
-        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+        return jittered_backoff(failures, self._backoff_initial, self._backoff_max, self._random)
 
     async def _respect_connect_limit(self) -> None:
         connects = self._connects
@@ -423,7 +427,7 @@ class PositionStream:
                 down_since = loop.time()
                 uptime = down_since - up_at
                 self._emit(StreamDisconnected(time.time(), number, reason, uptime))
-                if isinstance(self._error, BaseException):
+                if self._error is not None:
                     return
                 failures = 1 if uptime >= self._stable_after else failures + 1
                 wait = self._backoff(failures)
@@ -636,9 +640,6 @@ class PositionStream:
         except (TypeError, ValueError, KeyError) as error:
             text = str(error)
             self._bad("size not a number" if text.startswith("size") else f"malformed ({text:.40})")
-            return None
-        if not position.size.is_finite():
-            self._bad("size not a number")
             return None
         return position, _seq(item.get("seq"))
 

@@ -812,3 +812,19 @@ async def test_command_line_reads_the_redis_password_from_a_file(
     await admin.execute_command("AUTH", "s3cret")
     assert await admin.exists(f"bybit-async:acct:{account}:ep:{PATH}")
     await admin.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret@127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?password=s3cret",
+        "unix:///run/redis.sock?db=0&password=s3cret",
+    ],
+)
+def test_a_redis_password_never_shows_in_the_url_the_limiter_names(url: str) -> None:
+    from bybit_async.redis_config import _redacted
+
+    shown = _redacted(url)
+    assert "s3cret" not in shown
+    assert "***" in shown

@@ -31,6 +31,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from .accounts import Position
+from .requestlog import RecordedRequest
 
 if TYPE_CHECKING:
     from .server import BybitSimulator
@@ -182,8 +183,6 @@ class StreamHub:
 
     def record(self, method: str, api_key: str | None, data: bytes) -> None:
         """Log one stream message in the request log."""
-        from .requestlog import RecordedRequest
-
         self.sim.requests.append(
             RecordedRequest(
                 at=time.monotonic(),
