@@ -246,8 +246,30 @@ class _LocalPermit:
 
     def release(self, sent: bool = True) -> None:
         limiter, self._limiter = self._limiter, None
-        if limiter is not None:
-            limiter._release(self._endpoint, sent)
+        if limiter is None:
+            return
+        # The limiter's side of a release, here rather than in a method of
+        # its own: this runs on every request, and one call is cheaper than two.
+        endpoint = self._endpoint
+        ip = limiter._ip
+        ip.in_flight -= 1
+        if endpoint is not None:
+            endpoint.in_flight -= 1
+        if sent:
+            now = limiter._clock()
+            # Pruned here as well as in _Level.free: try_acquire prunes only a
+            # level that looks full, and a level out of reach never does.
+            cooling = ip.cooling
+            while cooling and cooling[0] <= now:
+                cooling.popleft()
+            cooling.append(now + ip.hold)
+            if endpoint is not None:
+                cooling = endpoint.cooling
+                while cooling and cooling[0] <= now:
+                    cooling.popleft()
+                cooling.append(now + endpoint.hold)
+        if limiter._ip_budget._waiting:
+            limiter._ip_budget._dispatch()
 
 
 class _Waiter:
@@ -362,7 +384,7 @@ class IpBudget:
                     times.append(limiter._blocked_until.get(path))
                     if endpoint is not None:
                         times.append(endpoint.next_return())
-            # Permits still in flight come back through _release, which dispatches;
+            # Permits still in flight come back through their release, which dispatches;
             # times already past belong to levels that are not what holds the calls.
             wake = min((t for t in times if t is not None and t > now), default=None)
         timer = self._timer
@@ -482,27 +504,31 @@ class LocalLimiter:
         wait): then `acquire` queues it.  A request that is not *signed*
         needs an IP permit only.
         """
+        if path in self._queues:
+            return None
+        ip = self._ip
+        endpoint: _Level | None = None
+        # This runs on every request.  A level's permits out, counted before
+        # the cooled ones are pruned, can only overstate what is taken: a
+        # level with room by that count has room, and only a level without
+        # it needs the clock and the pruning (_Level.free).
+        if ip.limit - ip.in_flight - len(ip.cooling) <= 0 and ip.free(self._clock()) <= 0:
+            return None
         if signed:
             endpoint = self._endpoints.get(path)
             if endpoint is None:
                 endpoint = self._endpoint(path)
-        else:
-            endpoint = None
-        if path in self._queues:
+            if (
+                endpoint.limit - endpoint.in_flight - len(endpoint.cooling) <= 0
+                and endpoint.free(self._clock()) <= 0
+            ):
+                return None
+        if self._blocked_until and self._blocked(path, self._clock()):
             return None
-        now = self._clock()
-        ip = self._ip
-        # _admits and _grant inlined: this runs on every request.
-        if (
-            ip.free(now) > 0
-            and (endpoint is None or endpoint.free(now) > 0)
-            and not (self._blocked_until and self._blocked(path, now))
-        ):
-            if endpoint is not None:
-                endpoint.in_flight += 1
-            ip.in_flight += 1
-            return _LocalPermit(self, endpoint)
-        return None
+        if endpoint is not None:
+            endpoint.in_flight += 1
+        ip.in_flight += 1
+        return _LocalPermit(self, endpoint)
 
     async def acquire(self, path: str, *, signed: bool = True) -> Permit:
         """Wait for a permit of budget *path* and of the IP limit, taken together.
@@ -592,20 +618,6 @@ class LocalLimiter:
             endpoint.in_flight += 1
         self._ip.in_flight += 1
         return _LocalPermit(self, endpoint)
-
-    def _release(self, endpoint: _Level | None, sent: bool) -> None:
-        # Unrolled rather than a loop over the levels: this runs on every request.
-        ip = self._ip
-        ip.in_flight -= 1
-        if endpoint is not None:
-            endpoint.in_flight -= 1
-        if sent:
-            now = self._clock()
-            ip.cooling.append(now + ip.hold)
-            if endpoint is not None:
-                endpoint.cooling.append(now + endpoint.hold)
-        if self._ip_budget._waiting:
-            self._ip_budget._dispatch()
 
 
 # -- one IP budget per egress, per event loop -----------------------------------

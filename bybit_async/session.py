@@ -890,22 +890,6 @@ class BybitSession:
                 )
             )
 
-    def _observe_limit(
-        self,
-        method: str,
-        path: str,
-        key: str,
-        remaining: int | None,
-        reset_in: float | None,
-        limit: int | None,
-    ) -> None:
-        """Tell the limiter of an answer's limit headers; an absurd limit is left out."""
-        assert self._limiter is not None
-        if limit is not None and not 1 <= limit <= MAX_LEARNED_LIMIT:
-            _log.debug("%s %s: X-Bapi-Limit %d ignored", method, path, limit)
-            limit = None
-        self._limiter.observe(key, remaining, reset_in, limit)
-
     def _classify(
         self,
         method: str,
@@ -923,27 +907,31 @@ class BybitSession:
         *key* is the budget the limiter is told the answer's limit headers
         of (None: a public request, whose headers say nothing of a budget).
         """
-        clock = self._clock
         limit = int_header(resp_headers, "X-Bapi-Limit")
         limit_status = int_header(resp_headers, "X-Bapi-Limit-Status")
         reset_at = int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
         retry_after: float | None = None
-        if limit is not None and limit_status is None and self._limiter is not None and key:
-            self._observe_limit(method, path, key, None, None, limit)
-        if limit_status is not None:
+        reset_in: float | None = None
+        if limit_status is not None and reset_at is not None:
             # Late rather than early: the reset is in server time, known only so well.
-            reset_in = (
-                None
-                if reset_at is None
-                else (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
-            )
-            if self._limiter is not None and key is not None:
-                # A reset further ahead than the cap is not trusted to hold the endpoint.
-                capped = reset_in is not None and reset_in > self._max_server_wait
-                reset = None if capped else reset_in
-                self._observe_limit(method, path, key, limit_status, reset, limit)
-            if limit_status == 0 and reset_in is not None:
+            clock = self._clock
+            reset_in = (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
+            if limit_status == 0:
                 retry_after = max(0.0, reset_in)
+        limiter = self._limiter
+        if (
+            limiter is not None
+            and key is not None
+            and (limit is not None or limit_status is not None)
+        ):
+            learned = limit
+            if learned is not None and not 1 <= learned <= MAX_LEARNED_LIMIT:
+                _log.debug("%s %s: X-Bapi-Limit %d ignored", method, path, learned)
+                learned = None
+            # A reset further ahead than the cap is not trusted to hold the endpoint.
+            if reset_in is not None and reset_in > self._max_server_wait:
+                reset_in = None
+            limiter.observe(key, limit_status, reset_in, learned)
         if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
             retry_after = float(header)
 

@@ -104,6 +104,21 @@ async def test_a_permit_not_sent_comes_back_at_once_and_wakes_the_next_caller() 
     assert lim.available(PATH) == 0
 
 
+
+async def test_limits_out_of_reach_keep_only_the_permits_still_cooling() -> None:
+    # try_acquire prunes only a level that looks full; one never full must
+    # still forget the permits whose window has passed, or memory grows per request.
+    clock = FakeClock()
+    lim = limiter(clock, endpoints={PATH: 10**6}, ip_limit=10**6)
+    for _ in range(10_000):
+        permit = lim.try_acquire(PATH)
+        assert permit is not None
+        permit.release()
+        clock.now += 0.1
+    # One window (1 s + margin) of 0.1-s steps on the endpoint, five on the IP.
+    assert len(lim._endpoints[PATH].cooling) <= 11
+    assert len(lim._ip.cooling) <= 51
+
 async def test_calls_to_one_endpoint_are_served_first_come_first_served() -> None:
     lim = limiter(FakeClock())
     permits = [done_without_waiting(lim.acquire(PATH)) for _ in range(10)]
