@@ -46,6 +46,23 @@ _MOST_IN_FLIGHT = 2
 #: and their permits come back when their lease ends.
 _MOST_PENDING = 100_000
 
+#: Most spare permits a process keeps of one budget, and the share of the
+#: budget's limit (and of the IP's) they may be at most: 1/20.  A budget with
+#: a limit under 20 keeps none.
+_MOST_SPARE = 200
+_SPARE_SHARE = 20
+
+#: Seconds a sent permit's release may wait to go with others.  A sent permit
+#: comes back one hold (a window, at least a second) after its answer however
+#: late its release reaches Redis, so a few milliseconds change no count;
+#: they let one exchange carry the releases of many requests.
+_RELEASE_DELAY = 0.005
+
+#: Seconds a spare permit stays usable after the exchange that took it (at
+#: most the handover): one left unused is given back, so that a process that
+#: went quiet does not keep permits another engine could use.
+_SPARE_LIFE = 0.25
+
 _US = 1_000_000
 
 
@@ -83,6 +100,8 @@ class _Group:
         "short",
         "signed",
         "source",
+        "spare",
+        "took",
         "waiters",
         "window",
     )
@@ -99,6 +118,11 @@ class _Group:
         self.rolling = 0
         # Whether Redis last granted fewer permits than asked: the budget is used up.
         self.short = False
+        # Permits granted beyond the calls that waited, for calls to come:
+        # (id, clock time by which its request must start), oldest first.
+        self.spare: deque[tuple[int, float]] = deque()
+        # Whether a call has wanted a permit since spare ones were last asked for.
+        self.took = False
         self.limit = 0
         self.window = 1.0
         self.source = "n"
@@ -162,6 +186,9 @@ class _ExchangeDriver:
         self._rolls: list[tuple[_Group, int, int, float, int]] = []
         self._holds: dict[str, int] = {}
         self._learned: dict[str, int] = {}
+        # Whether a pending release should reach Redis at once (a permit not
+        # sent comes back at once; see _RELEASE_DELAY for the others).
+        self._release_now = False
         self._next_id = 0
         self._own: dict[str, _Own] = {"": _Own(self._ip_hold)}
         self._epoch: str | None = None
@@ -240,7 +267,13 @@ class _ExchangeDriver:
         return keys, args
 
     def _add_grant(
-        self, keys: list[str], args: list[str], group: _Group, wanted: int, first: int
+        self,
+        keys: list[str],
+        args: list[str],
+        group: _Group,
+        wanted: int,
+        first: int,
+        spare: int = 0,
     ) -> None:
         keys.append(self._ip_key)
         ipk = str(len(keys))
@@ -264,6 +297,7 @@ class _ExchangeDriver:
                 group.ep_hold_us,
                 str(wanted),
                 str(first),
+                str(spare),
             )
         )
 
@@ -272,6 +306,15 @@ class _ExchangeDriver:
         # table's (if the key was in the table) or 1 for a key nobody knows.
         table = ENDPOINT_LIMITS.get(group.key)
         return table.limit if table is not None else 1
+
+    def _spare_size(self, group: _Group) -> int:
+        """How many spare permits of *group* this process may keep (0: none)."""
+        most = min(_MOST_SPARE, self._limits.ip_limit // _SPARE_SHARE)
+        if group.signed:
+            if group.source == "u":
+                return 0
+            most = min(most, group.limit // _SPARE_SHARE)
+        return most
 
     def _learned_key(self) -> str:
         return f"{self._prefix}:acct:{self._account}:limits"
@@ -339,36 +382,32 @@ class _ExchangeDriver:
                     self._wake_flushers()
                     await self._sleep(loop, max(0.0, self._probe_at - now) or None)
                     continue
+                grants, next_at = self._asks(now)
+                if not grants and self._releases_may_wait(now):
+                    # Only sent permits' releases: they go with the next exchange, or
+                    # once the oldest has waited _RELEASE_DELAY.
+                    wake = self._releases[0][3] + _RELEASE_DELAY
+                    if next_at is not None:
+                        wake = min(wake, next_at)
+                    await self._sleep(loop, wake - now)
+                    continue
                 keys, args = self._header()
                 releases, self._releases = self._releases, []
+                self._release_now = False
                 takebacks, self._takebacks = self._takebacks, []
                 rolls, self._rolls = self._rolls, []
                 holds, self._holds = self._holds, {}
                 learned, self._learned = self._learned, {}
                 self._add_records(keys, args, releases, takebacks, rolls, holds, learned)
-                asked: list[tuple[_Group, int, int]] = []
-                next_at: float | None = None
-                if not self._closed:
-                    for group in self._groups.values():
-                        if not group.waiters:
-                            continue
-                        live = group.live() - group.asked - group.rolling
-                        if live <= 0:
-                            continue
-                        if group.not_before > now:
-                            next_at = min(next_at or group.not_before, group.not_before)
-                            continue
-                        wanted = min(live, self._allowed(group, now) - group.asked)
-                        if wanted <= 0:
-                            at = self._restricted_until(group, now)
-                            if at > now:
-                                next_at = min(next_at or at, at)
-                            continue
-                        first = self._next_id
-                        self._next_id += wanted
-                        group.asked += wanted
-                        self._add_grant(keys, args, group, wanted, first)
-                        asked.append((group, wanted, first))
+                asked: list[tuple[_Group, int, int, int]] = []
+                for group, wanted, spare in grants:
+                    first = self._next_id
+                    self._next_id += wanted
+                    group.asked += wanted
+                    if spare:
+                        group.took = False
+                    self._add_grant(keys, args, group, wanted, first, spare)
+                    asked.append((group, wanted, first, spare))
                 if len(args) == 6:  # nothing to send
                     if not self._in_flight:
                         self._wake_flushers()
@@ -388,6 +427,66 @@ class _ExchangeDriver:
             self._waker = None
             self._wake_flushers()
 
+    def _asks(self, now: float) -> tuple[list[tuple[_Group, int, int]], float | None]:
+        """What to ask Redis for now: (group, permits, of which spare) each; and when to look again.
+
+        Calls waiting ask for one permit each.  A budget some call wanted since
+        the last ask, with half its spare permits or fewer left, asks for the
+        rest as spare, unless the restart rule holds this process.
+        """
+        grants: list[tuple[_Group, int, int]] = []
+        next_at: float | None = None
+        if self._closed:
+            return grants, next_at
+        for group in self._groups.values():
+            if group.spare:
+                expires = group.spare[0][1]
+                if expires < now:
+                    self._drop_spare(group, now)
+                elif next_at is None or expires < next_at:
+                    next_at = expires
+            need = max(0, group.live() - group.asked - group.rolling) if group.waiters else 0
+            spare = 0
+            if group.took and not group.asked and not group.short and not self._caps:
+                size = self._spare_size(group)
+                if len(group.spare) <= size // 2:
+                    spare = size - len(group.spare)
+            if need + spare <= 0:
+                continue
+            if group.not_before > now:
+                next_at = min(next_at or group.not_before, group.not_before)
+                continue
+            wanted = min(need + spare, self._allowed(group, now) - group.asked)
+            if wanted <= 0:
+                at = self._restricted_until(group, now)
+                if at > now:
+                    next_at = min(next_at or at, at)
+                continue
+            grants.append((group, wanted, max(0, wanted - need)))
+        return grants, next_at
+
+    def _drop_spare(self, group: _Group, now: float, *, stale_only: bool = True) -> None:
+        """Give back *group*'s spare permits that are past use (all of them if not *stale_only*)."""
+        spare = group.spare
+        kept = [entry for entry in spare if entry[1] >= now] if stale_only else []
+        if len(kept) == len(spare):
+            return
+        keep = {seq for seq, _ in kept}
+        self._releases.extend((group, seq, False, now) for seq, _ in spare if seq not in keep)
+        self._release_now = True
+        spare.clear()
+        spare.extend(kept)
+
+    def _releases_may_wait(self, now: float) -> bool:
+        """Whether nothing pending needs Redis before the oldest release has waited its delay."""
+        return bool(
+            self._releases
+            and not self._release_now
+            and not (self._takebacks or self._rolls or self._holds or self._learned)
+            and not (self._flushed or self._closed)
+            and now < self._releases[0][3] + _RELEASE_DELAY
+        )
+
     async def _exchange(
         self,
         keys: list[str],
@@ -397,7 +496,7 @@ class _ExchangeDriver:
         rolls: list[tuple[_Group, int, int, float, int]],
         holds: dict[str, int],
         learned: dict[str, int],
-        asked: list[tuple[_Group, int, int]],
+        asked: list[tuple[_Group, int, int, int]],
     ) -> None:
         """Send one exchange and hand out what it granted."""
         sent_at = self._clock()
@@ -408,14 +507,15 @@ class _ExchangeDriver:
             # The exchange may have been carried out: what it granted is given
             # back, and what it wrote is written again, with the next one.
             self._takebacks.extend(takebacks)
-            self._takebacks.extend((g, first, n) for g, n, first in asked)
+            self._takebacks.extend((g, first, n) for g, n, first, _ in asked)
             self._releases[:0] = releases
+            self._release_now = True
             for group, old, new, at, _ in rolls:
                 group.rolling -= 1
                 self._releases.append((group, old, True, at))
                 self._takebacks.append((group, new, 1))
             self._merge_notes(holds, learned)
-            for group, wanted, _ in asked:
+            for group, wanted, _, _ in asked:
                 group.asked -= wanted
             self._fail_waiters(None)
             return
@@ -425,7 +525,7 @@ class _ExchangeDriver:
                 self._wake_flushers()
             if self._driver is not None:
                 self._kick()
-        for group, wanted, _ in asked:
+        for group, wanted, _, _ in asked:
             group.asked -= wanted
         took = self._clock() - sent_at
         self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took
@@ -462,16 +562,21 @@ class _ExchangeDriver:
         # A permit comes back one hold after its answer: Redis's now less the time
         # since the answer, by this process's clock, is no earlier than that.
         sent_at = self._clock()
+        batches: dict[tuple[_Group, bool], list[int]] = {}
         for group, seq, sent, at in releases:
+            batch = batches.get((group, sent))
+            if batch is None:
+                batch = batches[group, sent] = []
+            batch += (seq, max(0, round((sent_at - at) * _US)))
+        for (group, sent), batch in batches.items():
             args.extend(
                 (
                     "r",
                     ipk,
                     key(group.ep_key) if group.signed else "0",
                     "1" if sent else "0",
-                    str(seq),
                     group.ep_hold_us,
-                    str(max(0, round((sent_at - at) * _US))),
+                    " ".join(map(str, batch)),
                 )
             )
         for group, first, count in takebacks:
@@ -506,12 +611,21 @@ class _ExchangeDriver:
             self._learned.setdefault(path, limit)
 
     def _hand_out(
-        self, reply: list[Any], asked: list[tuple[_Group, int, int]], sent_at: float, at: int = 2
+        self,
+        reply: list[Any],
+        asked: list[tuple[_Group, int, int, int]],
+        sent_at: float,
+        at: int = 2,
     ) -> None:
         restarted = self._check_epoch(reply)
+        if restarted:
+            # Granted by the Redis that was: the new one does not count them.
+            for group in self._groups.values():
+                group.spare.clear()
         usable_until = sent_at + self._handover
+        spare_until = sent_at + min(self._handover, _SPARE_LIFE)
         now = self._clock()
-        for group, _wanted, first in asked:
+        for group, wanted, first, spare in asked:
             granted, wait_us = int(reply[at]), int(reply[at + 1])
             self._learn(group, reply[at + 2], reply[at + 3])
             at += 5
@@ -522,7 +636,7 @@ class _ExchangeDriver:
                 if keep < granted:
                     self._takebacks.append((group, first + keep, granted - keep))
                     granted = keep
-            group.short = granted < _wanted
+            group.short = granted < wanted - spare
             if wait_us > 0:
                 # From the exchange's start: it reached Redis no sooner, so the
                 # next ask reaches it no sooner than the permit comes back.
@@ -540,7 +654,11 @@ class _ExchangeDriver:
                     own.in_flight += 1
                 waiters.popleft().set_result((seq, usable_until, 0))
                 seq += 1
-            if seq < end:  # callers gone meanwhile
+            if seq < end:  # for calls to come, or callers gone meanwhile
+                kept = min(end - seq, self._spare_size(group) - len(group.spare))
+                group.spare.extend((n, spare_until) for n in range(seq, seq + max(0, kept)))
+                seq += max(0, kept)
+            if seq < end:
                 self._takebacks.append((group, seq, end - seq))
 
     def _roll(self, reply: list[Any], rolls: list[tuple[_Group, int, int, float, int]]) -> None:
@@ -602,6 +720,10 @@ class _ExchangeDriver:
         return password if isinstance(password, str) and password else "\0"
 
     def _went_down(self, exc: BaseException) -> None:
+        now = self._clock()
+        for group in self._groups.values():
+            if group.spare:
+                self._drop_spare(group, now, stale_only=False)
         first = self._down is None
         self._down = f"Redis at {self._where} unreachable: {self._cause(exc)}"
         self._probe_at = self._clock() + self._probe_interval

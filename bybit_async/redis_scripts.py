@@ -18,10 +18,10 @@ that the counts it relied on are gone.
 ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
 3 IP limit, 4 IP lease, 5 IP hold, 6 permit id prefix; then records:
 
-* ``r ipk epk sent seq ephold ago``: release permit *seq*: rescored to come
-  back one hold after its answer, *ago* µs before now, if *sent* is ``1``
-  (even if its lease ran out: the request may still be counted at the
-  server), removed otherwise;
+* ``r ipk epk sent ephold list``: release the permits in *list*, pairs of
+  ``seq ago`` separated by spaces: each rescored to come back one hold after
+  its answer, *ago* µs before now, if *sent* is ``1`` (even if its lease ran
+  out: the request may still be counted at the server), removed otherwise;
 * ``x ipk epk first count``: remove permits *first* .. *first + count - 1*,
   which an exchange whose answer never arrived may have granted;
 * ``n ipk holdk epk old new ephold eplease limit ago``: permit *old* was
@@ -32,16 +32,20 @@ ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
   full or the endpoint is over *limit*;
 * ``h holdk ahead``: hold the endpoint for every process until *ahead* from now;
 * ``l hashk field limit``: the account's learned limit for budget key *field*;
-* ``g ipk holdk epk hashk field limit source eplease ephold wanted first``:
+* ``g ipk holdk epk hashk field limit source eplease ephold wanted first spare``:
   grant up to *wanted* permits, ids *first* onwards, of the IP level and (if
   *epk* is not 0) the endpoint level.  *source* is ``c`` (configured: wins),
   ``t`` (table: a learned limit wins) or ``u`` (unknown: 1 until learned).
+  The last *spare* of the *wanted* are for calls to come: granted only when
+  all the others are, and only while each level stays at least half free
+  after the grant, so that spare permits never stand in another engine's way
+  when a budget runs short.
 
 Key arguments are 1-based indexes into KEYS (0: none).  Returns the epoch,
 its age, then 1 or 0 for each ``n`` record (renewed or not), then for each
-``g`` record: granted, wait (µs until a permit can
-come back, when fewer than wanted were granted), the limit in force, its
-source and the permits still free after the grant.
+``g`` record: granted, wait (µs until a permit can come back, when fewer
+than the permits not spare were granted), the limit in force, its source
+and the permits still free after the grant.
 """
 
 from __future__ import annotations
@@ -90,17 +94,49 @@ local function put(key, member, sent, hold)
     redis.call('ZREM', key, member)
   end
 end
+-- Many members in few calls, in slices that keep within Lua's stack.
+local function zadd(key, pairs)
+  for s = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, s, math.min(s + 999, #pairs)))
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+local function zrem(key, members)
+  for s = 1, #members, 1000 do
+    redis.call('ZREM', key, unpack(members, s, math.min(s + 999, #members)))
+  end
+end
 local i = 7
 while i <= #ARGV do
   local kind = ARGV[i]
   if kind == 'r' then
-    local member = token .. ':' .. ARGV[i + 4]
-    local sent = ARGV[i + 3] == '1'
-    local ago = tonumber(ARGV[i + 6])
-    put(KEYS[tonumber(ARGV[i + 1])], member, sent, ip_hold - ago)
+    local ipk = KEYS[tonumber(ARGV[i + 1])]
     local ek = tonumber(ARGV[i + 2])
-    if ek > 0 then put(KEYS[ek], member, sent, tonumber(ARGV[i + 5]) - ago) end
-    i = i + 7
+    local sent = ARGV[i + 3] == '1'
+    local ep_hold = tonumber(ARGV[i + 4])
+    local ip_pairs, ep_pairs, members = {}, {}, {}
+    for seq, ago in string.gmatch(ARGV[i + 5], '(%d+) (%d+)') do
+      local member = token .. ':' .. seq
+      if sent then
+        ago = tonumber(ago)
+        ip_pairs[#ip_pairs + 1] = fmt(now + ip_hold - ago)
+        ip_pairs[#ip_pairs + 1] = member
+        ep_pairs[#ep_pairs + 1] = fmt(now + ep_hold - ago)
+        ep_pairs[#ep_pairs + 1] = member
+      else
+        members[#members + 1] = member
+      end
+    end
+    if sent then
+      if #ip_pairs > 0 then
+        zadd(ipk, ip_pairs)
+        if ek > 0 then zadd(KEYS[ek], ep_pairs) end
+      end
+    else
+      zrem(ipk, members)
+      if ek > 0 then zrem(KEYS[ek], members) end
+    end
+    i = i + 6
   elseif kind == 'x' then
     local ek = tonumber(ARGV[i + 2])
     local first = tonumber(ARGV[i + 3])
@@ -158,6 +194,8 @@ while i <= #ARGV do
     local ep_hold = tonumber(ARGV[i + 9])
     local wanted = tonumber(ARGV[i + 10])
     local first = tonumber(ARGV[i + 11])
+    local spare = tonumber(ARGV[i + 12])
+    local need = wanted - spare
     local free = ip_limit - count(ipk)
     local epk = nil
     if ek > 0 then
@@ -179,7 +217,12 @@ while i <= #ARGV do
         wait = held - now
       end
     end
-    local granted = math.max(0, math.min(wanted, free))
+    local granted = math.max(0, math.min(need, free))
+    if spare > 0 and granted == need then
+      local room = math.min(free, ip_limit - math.floor(ip_limit / 2) - count(ipk)) - granted
+      if epk then room = math.min(room, limit - math.floor(limit / 2) - count(epk) - granted) end
+      granted = granted + math.max(0, math.min(spare, room))
+    end
     if granted > 0 then
       local ip_args, ep_args = {}, {}
       for s = first, first + granted - 1 do
@@ -196,7 +239,7 @@ while i <= #ARGV do
         redis.call('PEXPIRE', epk, ttl)
       end
     end
-    if granted < wanted and wait == 0 then
+    if granted < need and wait == 0 then
       wait = back(ipk, ip_limit, ip_hold)
       if epk then wait = math.max(wait, back(epk, limit, ep_hold)) end
       wait = math.max(1, math.ceil(wait))
@@ -206,7 +249,7 @@ while i <= #ARGV do
     out[#out + 1] = ek > 0 and limit or 0
     out[#out + 1] = source
     out[#out + 1] = math.max(0, free - granted)
-    i = i + 12
+    i = i + 13
   end
 end
 return out

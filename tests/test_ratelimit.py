@@ -104,7 +104,6 @@ async def test_a_permit_not_sent_comes_back_at_once_and_wakes_the_next_caller() 
     assert lim.available(PATH) == 0
 
 
-
 async def test_limits_out_of_reach_keep_only_the_permits_still_cooling() -> None:
     # try_acquire prunes only a level that looks full; one never full must
     # still forget the permits whose window has passed, or memory grows per request.
@@ -118,6 +117,7 @@ async def test_limits_out_of_reach_keep_only_the_permits_still_cooling() -> None
     # One window (1 s + margin) of 0.1-s steps on the endpoint, five on the IP.
     assert len(lim._endpoints[PATH].cooling) <= 11
     assert len(lim._ip.cooling) <= 51
+
 
 async def test_calls_to_one_endpoint_are_served_first_come_first_served() -> None:
     lim = limiter(FakeClock())

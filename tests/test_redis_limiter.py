@@ -551,6 +551,105 @@ async def test_one_script_call_grants_every_waiting_call_and_batches_the_release
     assert released - granted == 1  # 50 releases, one script call
 
 
+#: Limits far out of reach: a process may keep 200 spare permits of PATH.
+FAR = RateLimits(ip_limit=100_000, endpoints={PATH: 100_000})
+
+
+def ep_key(account: str) -> str:
+    return f"bybit-async:acct:{account}:ep:{PATH}"
+
+
+async def test_a_budget_far_from_its_limit_serves_calls_from_spare_permits(
+    own_redis: RedisServer,
+) -> None:
+    client = Redis.from_url(own_redis.url)
+    account = unique("a")
+    async with RedisLimiter(
+        own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR
+    ) as limiter:
+        first = await limiter.acquire(PATH)
+        # The spare permits are taken in Redis: every engine counts them.
+        assert await client.zcard(ep_key(account)) == 1 + 200
+        before = await script_calls(client)
+        permits = [await limiter.acquire(PATH) for _ in range(99)]
+        assert await script_calls(client) == before  # 99 calls, no round trip
+        for permit in [first, *permits]:
+            permit.release(sent=False)
+    await client.aclose()
+
+
+async def test_spare_permits_only_while_the_budget_stays_half_free(own_redis: RedisServer) -> None:
+    client = Redis.from_url(own_redis.url)
+    account, ip = unique("a"), unique("ip")
+    limits = RateLimits(ip_limit=100_000, endpoints={PATH: 100})  # 5 spare at most
+    engines = [
+        RedisLimiter(own_redis.url, account=account, ip_scope=ip, limits=limits) for _ in range(3)
+    ]
+    a, b, c = engines
+    held = [await a.acquire(PATH)]
+    assert await client.zcard(ep_key(account)) == 1 + 5
+    held += await asyncio.gather(*(b.acquire(PATH) for _ in range(50)))
+    assert await client.zcard(ep_key(account)) == 6 + 50  # under half free: none spare
+    held.append(await c.acquire(PATH))
+    assert await client.zcard(ep_key(account)) == 56 + 1
+    for permit in held:
+        permit.release(sent=False)
+    for engine in engines:
+        await engine.aclose()
+    await client.aclose()
+
+
+async def test_spare_permits_left_unused_are_given_back(own_redis: RedisServer) -> None:
+    client = Redis.from_url(own_redis.url)
+    clock = FakeClock()
+    account = unique("a")
+    async with RedisLimiter(
+        own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR, clock=clock
+    ) as limiter:
+        permit = await limiter.acquire(PATH)
+        assert await client.zcard(ep_key(account)) == 201
+        clock.now += 1.0  # a quiet second: the spare permits are past their use
+        assert limiter.try_acquire(PATH) is None
+        await limiter.flush()
+        assert await client.zcard(ep_key(account)) == 1  # the permit in use only
+        permit.release()
+    await client.aclose()
+
+
+async def test_aclose_gives_the_spare_permits_back(own_redis: RedisServer) -> None:
+    client = Redis.from_url(own_redis.url)
+    account = unique("a")
+    limiter = RedisLimiter(own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR)
+    (await limiter.acquire(PATH)).release()
+    assert await client.zcard(ep_key(account)) == 1 + 200
+    await limiter.aclose()
+    assert await client.zcard(ep_key(account)) == 1  # the sent permit, cooling down
+    await client.aclose()
+
+
+async def test_sent_releases_wait_to_go_together_and_a_flush_sends_them(
+    own_redis: RedisServer,
+) -> None:
+    # A sent permit comes back one hold after its answer however late its
+    # release reaches Redis: releases wait (by the limiter's clock, which
+    # stands still here) to share an exchange.
+    client = Redis.from_url(own_redis.url)
+    clock = FakeClock()
+    async with RedisLimiter(
+        own_redis.url, account=unique("a"), ip_scope=unique("ip"), limits=FAR, clock=clock
+    ) as limiter:
+        permits = [await limiter.acquire(PATH) for _ in range(20)]
+        before = await script_calls(client)
+        for permit in permits:
+            permit.release()
+            for _ in range(5):
+                await asyncio.sleep(0)  # the driver's turns
+        assert await script_calls(client) == before
+        await limiter.flush()
+        assert await script_calls(client) == before + 1
+    await client.aclose()
+
+
 async def test_a_permit_gone_stale_before_use_is_given_back_and_taken_again(
     redis_server: RedisServer, inspect: Redis
 ) -> None:
