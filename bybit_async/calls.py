@@ -134,11 +134,21 @@ class CallsUnderWay:
         path: str,
         deadline: float | None,
         work: Awaitable[T],
+        again: Callable[[BybitError], Awaitable[T]] | None = None,
     ) -> T:
-        """Await *work* as a call under way: bounded by *deadline*, ended by `close`."""
+        """Await *work* as a call under way: bounded by *deadline*, ended by `close`.
+
+        When *work* raises a `BybitError`, *again* (if given) is awaited with it
+        instead, within the same bounds: the retries of a first attempt.
+        """
         task = asyncio.current_task()
         if task is None or task in self.tasks:  # no task to end, or a call within a call
-            return await work
+            if again is None:
+                return await work
+            try:
+                return await work
+            except BybitError as first:
+                return await again(first)
         self.tasks[task] = None
         timer = (
             None
@@ -149,7 +159,15 @@ class CallsUnderWay:
         # Only an event has the call's elapsed time: stats alone need no clock reading.
         started = time.perf_counter() if self._emit is not None else 0.0
         try:
-            result = await work
+            # The first attempt is awaited here rather than in a coroutine of the
+            # session's: a call that succeeds at once passes through one fewer.
+            if again is None:
+                result = await work
+            else:
+                try:
+                    result = await work
+                except BybitError as first:
+                    result = await again(first)
         except asyncio.CancelledError:
             reason = self.tasks[task]
             if reason is not None:

@@ -545,10 +545,16 @@ class BybitSession:
         egress.attach(self)
 
     def _guard(
-        self, method: str, path: str, deadline: float | None, work: Awaitable[T]
+        self,
+        method: str,
+        path: str,
+        deadline: float | None,
+        work: Awaitable[T],
+        again: Callable[[BybitError], Awaitable[T]] | None = None,
     ) -> Awaitable[T]:
         """*work* as a call of this session, to await: bounded by *deadline*, ended by `close`.
 
+        *again* takes over when *work* raises (see `CallsUnderWay.guard`).
         Raises `RuntimeError` at once when the session belongs to another loop.
         """
         try:
@@ -557,7 +563,7 @@ class BybitSession:
             if asyncio.iscoroutine(work):
                 work.close()  # never started: no "never awaited" warning
             raise
-        return self._calls.guard(loop, method, path, deadline, work)
+        return self._calls.guard(loop, method, path, deadline, work, again)
 
     def _retried(self, error: BybitError, attempt: int, wait: float) -> None:
         reason = reason_of(error)
@@ -627,7 +633,7 @@ class BybitSession:
         key = budget_key(path, (params or {}).get("category")) if path in CATEGORY_KEYS else path
         return await self._call(method, path, url, payload, signed, idempotent, deadline, key)
 
-    async def _call(
+    def _call(
         self,
         method: str,
         path: str,
@@ -637,30 +643,21 @@ class BybitSession:
         idempotent: bool,
         deadline: float | None = None,
         key: str | None = None,
-    ) -> ApiResponse:
+    ) -> Awaitable[ApiResponse]:
+        """The call, to await: its first attempt, then the retries its failure allows."""
         send = functools.partial(self._send, method, path, url, payload, signed, key or path)
-        return await self._guard(
-            method,
-            path,
-            self._deadline if deadline is None else deadline,
-            self._attempts(send, idempotent),
-        )
 
-    async def _attempts(
-        self, send: Callable[[int], Awaitable[ApiResponse]], idempotent: bool
-    ) -> ApiResponse:
-        # The first attempt is made here, not through RetryPolicy.call: a request
-        # that succeeds at once then passes through one coroutine fewer.
-        try:
-            return await send(1)
-        except BybitError as error:
-            first = error
-        return await self._retry.retry(
-            first,
-            send,
-            idempotent=idempotent,
-            before_retry=self._before_retry,
-            on_retry=self._retried if self._observed else None,
+        def again(first: BybitError) -> Awaitable[ApiResponse]:
+            return self._retry.retry(
+                first,
+                send,
+                idempotent=idempotent,
+                before_retry=self._before_retry,
+                on_retry=self._retried if self._observed else None,
+            )
+
+        return self._guard(
+            method, path, self._deadline if deadline is None else deadline, send(1), again
         )
 
     async def _before_retry(self, error: BybitError, rule: RetryRule) -> None:
@@ -932,8 +929,6 @@ class BybitSession:
             if reset_in is not None and reset_in > self._max_server_wait:
                 reset_in = None
             limiter.observe(key, limit_status, reset_in, learned)
-        if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
-            retry_after = float(header)
 
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)
@@ -995,6 +990,9 @@ class BybitSession:
                 )
                 api_error.clock_generation = generation
                 error = api_error
+        # Read on errors only: a success has nothing to wait for.
+        if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
+            retry_after = float(header)
         error.retry_after = retry_after
         if self._observed:
             self._answered(
