@@ -42,7 +42,13 @@ def _options(name: str) -> dict[str, Any]:
     from bybit_async import LocalLimiter, RateLimits
 
     class Unheld(LocalLimiter):
-        def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+        def observe(
+            self,
+            path: str,
+            remaining: int | None,
+            reset_in: float | None,
+            limit: int | None = None,
+        ) -> None:
             pass
 
     limits = RateLimits(ip_limit=10**7, endpoints={SET_AUTO_ADD_MARGIN: 10**7})

@@ -134,6 +134,25 @@ def _is_coroutine_function(hook: object) -> bool:
     return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
 
 
+def _observer(limiter: Limiter) -> Callable[[str, int | None, float | None, int | None], None]:
+    """*limiter*'s ``observe``, called without the limit if it takes none (0.2's protocol)."""
+    observe = limiter.observe
+    try:
+        inspect.signature(observe).bind("", None, None, None)
+    except TypeError:
+        _log.debug("%r: observe takes no limit; learned limits are not passed to it", limiter)
+
+        def without_limit(
+            path: str, remaining: int | None, reset_in: float | None, _limit: int | None
+        ) -> None:
+            observe(path, remaining, reset_in)
+
+        return without_limit
+    except ValueError:  # no signature to read (a builtin): called as the protocol says
+        pass
+    return observe
+
+
 def _check_deadline(deadline: object) -> None:
     _check_positive("deadline", deadline, (int, float))
     if not math.isfinite(deadline):  # type: ignore[arg-type]
@@ -308,6 +327,7 @@ class BybitSession:
         self._callback_failures: set[type[BaseException]] = set()
         self._signer = signer
         self._limiter = limiter
+        self._observe = None if limiter is None else _observer(limiter)
         # A limiter may grant at once without a coroutine (LocalLimiter does).
         self._try_acquire: Callable[[str, bool], Permit | None] | None = getattr(
             limiter, "try_acquire", None
@@ -915,9 +935,9 @@ class BybitSession:
             reset_in = (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
             if limit_status == 0:
                 retry_after = max(0.0, reset_in)
-        limiter = self._limiter
+        observe = self._observe
         if (
-            limiter is not None
+            observe is not None
             and key is not None
             and (limit is not None or limit_status is not None)
         ):
@@ -928,7 +948,7 @@ class BybitSession:
             # A reset further ahead than the cap is not trusted to hold the endpoint.
             if reset_in is not None and reset_in > self._max_server_wait:
                 reset_in = None
-            limiter.observe(key, limit_status, reset_in, learned)
+            observe(key, limit_status, reset_in, learned)
 
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)

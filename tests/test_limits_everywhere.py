@@ -431,3 +431,32 @@ async def test_a_permit_to_be_had_at_once_is_taken_without_waiting_in_the_limite
             await session.set_auto_add_margin("S0009USDT", True)
             assert Counting.queued == 1  # the third waits for a permit to come back
             assert session.stats().limiter_wait.count == 4
+
+
+class OldProtocolLimiter:
+    """A custom limiter written for 0.2's protocol: its observe takes no limit."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int | None, float | None]] = []
+
+    async def acquire(self, path: str, *, signed: bool = True) -> Any:
+        return self
+
+    def release(self, sent: bool = True) -> None:
+        pass
+
+    def observe(self, path: str, remaining: int | None, reset_in: float | None) -> None:
+        self.seen.append((path, remaining, reset_in))
+
+
+async def test_a_limiter_of_the_older_protocol_is_told_the_headers_without_the_limit(
+    sim: BybitSimulator,
+) -> None:
+    limiter = OldProtocolLimiter()
+    async with BybitSession(
+        sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter
+    ) as session:
+        response = await session.set_auto_add_margin("BTCUSDT", True)
+    assert response.limit is not None  # the answer stated its limit ...
+    assert [path for path, _, _ in limiter.seen] == [PATH]  # ... and nothing broke
+    assert limiter.seen[0][1] == response.limit_status
