@@ -63,6 +63,11 @@ _RELEASE_DELAY = 0.005
 #: went quiet does not keep permits another engine could use.
 _SPARE_LIFE = 0.25
 
+#: Calls that must have wanted a budget since its last ask before spare
+#: permits of it are asked for: a budget used now and then (a clock sync, a
+#: slow loop) would only hold them, and cost an exchange to give them back.
+_SPARE_AFTER = 8
+
 _US = 1_000_000
 
 
@@ -101,8 +106,8 @@ class _Group:
         "signed",
         "source",
         "spare",
-        "took",
         "waiters",
+        "wants",
         "window",
     )
 
@@ -121,8 +126,8 @@ class _Group:
         # Permits granted beyond the calls that waited, for calls to come:
         # (id, clock time by which its request must start), oldest first.
         self.spare: deque[tuple[int, float]] = deque()
-        # Whether a call has wanted a permit since spare ones were last asked for.
-        self.took = False
+        # Calls that wanted a permit since spare ones were last asked for.
+        self.wants = 0
         self.limit = 0
         self.window = 1.0
         self.source = "n"
@@ -405,7 +410,7 @@ class _ExchangeDriver:
                     self._next_id += wanted
                     group.asked += wanted
                     if spare:
-                        group.took = False
+                        group.wants = 0
                     self._add_grant(keys, args, group, wanted, first, spare)
                     asked.append((group, wanted, first, spare))
                 if len(args) == 6:  # nothing to send
@@ -430,9 +435,10 @@ class _ExchangeDriver:
     def _asks(self, now: float) -> tuple[list[tuple[_Group, int, int]], float | None]:
         """What to ask Redis for now: (group, permits, of which spare) each; and when to look again.
 
-        Calls waiting ask for one permit each.  A budget some call wanted since
-        the last ask, with half its spare permits or fewer left, asks for the
-        rest as spare, unless the restart rule holds this process.
+        Calls waiting ask for one permit each.  A budget that `_SPARE_AFTER`
+        calls wanted since its last ask, with half its spare permits or fewer
+        left, asks for the rest as spare, unless the restart rule holds this
+        process.
         """
         grants: list[tuple[_Group, int, int]] = []
         next_at: float | None = None
@@ -447,7 +453,8 @@ class _ExchangeDriver:
                     next_at = expires
             need = max(0, group.live() - group.asked - group.rolling) if group.waiters else 0
             spare = 0
-            if group.took and not group.asked and not group.short and not self._caps:
+            busy = group.wants >= _SPARE_AFTER
+            if busy and not group.asked and not group.short and not self._caps:
                 size = self._spare_size(group)
                 if len(group.spare) <= size // 2:
                     spare = size - len(group.spare)
@@ -682,6 +689,7 @@ class _ExchangeDriver:
             waiters.popleft()
         if not waiters or self._closed:
             self._releases.append((group, seq, False, self._clock()))
+            self._release_now = True
             self._kick()
             return
         for own in (self._own[""], self._own[group.key]):

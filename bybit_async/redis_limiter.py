@@ -27,15 +27,16 @@ round trip per batch, not per call.  The script reads the time from Redis
 (``TIME``), so engines whose clocks disagree still count in one time line.
 
 **Spare permits where the budget is far from its limit.**  A process whose
-calls want a budget also asks for spare permits of it, at most 1/20 of the
-budget's limit and of the IP's (none below a limit of 20; at most 200),
-which later calls take without a round trip.  Redis grants them only while
-each level stays at least half free after the grant, and they count there
-like any permit taken, so that no engine can overshoot; a spare permit left
-unused for 0.25 s, or when Redis is lost or the limiter closed, is given
-back.  A sent permit's release waits up to 5 ms to share an exchange with
-others: it comes back one hold after its answer however late its release
-arrives, so the wait changes no count.
+calls want a budget often (8 calls since its last ask) also asks for spare
+permits of it, at most 1/20 of the budget's limit and of the IP's (none
+below a limit of 20; at most 200), which later calls take without a round
+trip.  Redis grants them only while each level stays at least half free
+after the grant, and they count there like any permit taken, so that no
+engine can overshoot; a spare permit left unused for 0.25 s, or when Redis
+is lost or the limiter closed, is given back.  A sent permit's release of
+such a budget waits up to 5 ms to share an exchange with others: it comes
+back one hold after its answer however late its release arrives, so the
+wait changes no count.
 
 **A permit is checked before it is used.**  A permit must start its request
 within *handover* seconds of the exchange that took it; a call whose
@@ -392,7 +393,7 @@ class RedisLimiter(_ExchangeDriver):
             return permit
         loop = asyncio.get_running_loop()
         group = self._group(path, signed)
-        group.took = True
+        group.wants += 1
         front = False
         while True:
             if self._down is not None and self._clock() < self._probe_at:
@@ -452,7 +453,7 @@ class RedisLimiter(_ExchangeDriver):
         if local is None:
             return None
         seq = spare.popleft()[0]
-        group.took = True
+        group.wants += 1
         own = self._own
         own[""].in_flight += 1
         if signed:
@@ -698,8 +699,9 @@ class RedisLimiter(_ExchangeDriver):
         self._releases.append((group, seq, sent, now))
         if len(self._releases) > _MOST_PENDING:
             del self._releases[: len(self._releases) - _MOST_PENDING]
-        if not sent or group.short:
-            # Room may have come back (or a budget run short may want it): at once.
+        if not sent or group.short or not self._spare_size(group):
+            # At once: room may have come back, or the budget is short or small
+            # (where others' waits, computed from what Redis holds, are tight).
             self._release_now = True
             if not sent:
                 for other in self._groups.values():

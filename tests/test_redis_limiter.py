@@ -555,8 +555,30 @@ async def test_one_script_call_grants_every_waiting_call_and_batches_the_release
 FAR = RateLimits(ip_limit=100_000, endpoints={PATH: 100_000})
 
 
+#: Calls at once that make a budget busy enough for spare permits.
+BURST = 8
+
+
 def ep_key(account: str) -> str:
     return f"bybit-async:acct:{account}:ep:{PATH}"
+
+
+async def burst(limiter: RedisLimiter) -> list[Any]:
+    """BURST calls at once: one exchange, which asks for spare permits too."""
+    return list(await asyncio.gather(*(limiter.acquire(PATH) for _ in range(BURST))))
+
+
+async def test_a_budget_used_now_and_then_gets_no_spare_permits(own_redis: RedisServer) -> None:
+    client = Redis.from_url(own_redis.url)
+    account = unique("a")
+    async with RedisLimiter(
+        own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR
+    ) as limiter:
+        for _ in range(3):
+            (await limiter.acquire(PATH)).release(sent=False)
+            await limiter.flush()
+        assert await client.zcard(ep_key(account)) == 0
+    await client.aclose()
 
 
 async def test_a_budget_far_from_its_limit_serves_calls_from_spare_permits(
@@ -567,13 +589,13 @@ async def test_a_budget_far_from_its_limit_serves_calls_from_spare_permits(
     async with RedisLimiter(
         own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR
     ) as limiter:
-        first = await limiter.acquire(PATH)
+        first = await burst(limiter)
         # The spare permits are taken in Redis: every engine counts them.
-        assert await client.zcard(ep_key(account)) == 1 + 200
+        assert await client.zcard(ep_key(account)) == BURST + 200
         before = await script_calls(client)
         permits = [await limiter.acquire(PATH) for _ in range(99)]
         assert await script_calls(client) == before  # 99 calls, no round trip
-        for permit in [first, *permits]:
+        for permit in [*first, *permits]:
             permit.release(sent=False)
     await client.aclose()
 
@@ -586,12 +608,12 @@ async def test_spare_permits_only_while_the_budget_stays_half_free(own_redis: Re
         RedisLimiter(own_redis.url, account=account, ip_scope=ip, limits=limits) for _ in range(3)
     ]
     a, b, c = engines
-    held = [await a.acquire(PATH)]
-    assert await client.zcard(ep_key(account)) == 1 + 5
+    held = await burst(a)
+    assert await client.zcard(ep_key(account)) == BURST + 5
     held += await asyncio.gather(*(b.acquire(PATH) for _ in range(50)))
-    assert await client.zcard(ep_key(account)) == 6 + 50  # under half free: none spare
-    held.append(await c.acquire(PATH))
-    assert await client.zcard(ep_key(account)) == 56 + 1
+    assert await client.zcard(ep_key(account)) == 13 + 50  # under half free: none spare
+    held += await burst(c)
+    assert await client.zcard(ep_key(account)) == 63 + BURST
     for permit in held:
         permit.release(sent=False)
     for engine in engines:
@@ -606,13 +628,14 @@ async def test_spare_permits_left_unused_are_given_back(own_redis: RedisServer) 
     async with RedisLimiter(
         own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR, clock=clock
     ) as limiter:
-        permit = await limiter.acquire(PATH)
-        assert await client.zcard(ep_key(account)) == 201
+        permits = await burst(limiter)
+        assert await client.zcard(ep_key(account)) == BURST + 200
         clock.now += 1.0  # a quiet second: the spare permits are past their use
         assert limiter.try_acquire(PATH) is None
         await limiter.flush()
-        assert await client.zcard(ep_key(account)) == 1  # the permit in use only
-        permit.release()
+        assert await client.zcard(ep_key(account)) == BURST  # the permits in use only
+        for permit in permits:
+            permit.release()
     await client.aclose()
 
 
@@ -620,10 +643,11 @@ async def test_aclose_gives_the_spare_permits_back(own_redis: RedisServer) -> No
     client = Redis.from_url(own_redis.url)
     account = unique("a")
     limiter = RedisLimiter(own_redis.url, account=account, ip_scope=unique("ip"), limits=FAR)
-    (await limiter.acquire(PATH)).release()
-    assert await client.zcard(ep_key(account)) == 1 + 200
+    for permit in await burst(limiter):
+        permit.release()
+    assert await client.zcard(ep_key(account)) == BURST + 200
     await limiter.aclose()
-    assert await client.zcard(ep_key(account)) == 1  # the sent permit, cooling down
+    assert await client.zcard(ep_key(account)) == BURST  # the sent permits, cooling down
     await client.aclose()
 
 
@@ -638,7 +662,7 @@ async def test_sent_releases_wait_to_go_together_and_a_flush_sends_them(
     async with RedisLimiter(
         own_redis.url, account=unique("a"), ip_scope=unique("ip"), limits=FAR, clock=clock
     ) as limiter:
-        permits = [await limiter.acquire(PATH) for _ in range(20)]
+        permits = [*await burst(limiter), *[await limiter.acquire(PATH) for _ in range(12)]]
         before = await script_calls(client)
         for permit in permits:
             permit.release()
