@@ -508,16 +508,18 @@ class _ExchangeDriver:
     def _hand_out(
         self, reply: list[Any], asked: list[tuple[_Group, int, int]], sent_at: float, at: int = 2
     ) -> None:
-        restarted = self._check_epoch(reply)
+        self._check_epoch(reply)
         usable_until = sent_at + self._handover
         now = self._clock()
         for group, _wanted, first in asked:
             granted, wait_us = int(reply[at]), int(reply[at + 1])
             self._learn(group, reply[at + 2], reply[at + 3])
             at += 5
-            if restarted:
+            if self._caps:
                 # Granted by a Redis that forgot the last window: no more than the
-                # restart rule allows; the rest go back.
+                # restart rule allows; the rest go back.  Checked here, not only when
+                # asking: an exchange asked before the restart was known, and the
+                # other budgets of this one (sharing the IP cap), count too.
                 keep = min(granted, self._allowed(group, now))
                 if keep < granted:
                     self._takebacks.append((group, first + keep, granted - keep))

@@ -77,6 +77,27 @@ class WatchedLimiter(RedisLimiter):
             self.handed_out.set()
 
 
+class LateReplyLimiter(WatchedLimiter):
+    """Holds the reply of the next call to Redis after `hold_next` is set, until `late` is set.
+
+    The call was carried out: its reply is late, as over a slow network.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold_next = False
+        self.held = asyncio.Event()
+        self.late = asyncio.Event()
+
+    async def _call(self, keys: list[str], args: list[str]) -> list[Any]:
+        hold, self.hold_next = self.hold_next, False
+        reply = await super()._call(keys, args)
+        if hold:
+            self.held.set()
+            await self.late.wait()
+        return reply
+
+
 @pytest.fixture
 async def inspect(redis_server: RedisServer) -> AsyncIterator[Redis]:
     """A plain client of the test Redis (not through any proxy)."""
@@ -235,3 +256,87 @@ async def test_the_grant_that_finds_redis_restarted_keeps_only_what_the_restart_
     for still in waiting[2:]:
         with pytest.raises(LimiterUnavailableError, match="closed"):
             await still
+
+
+async def test_after_a_restart_grants_of_several_budgets_together_keep_to_the_ip_cap(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    # The restart rule caps the IP level too, which every budget of the process
+    # shares: one exchange asking for two budgets at once must not, together,
+    # take more IP permits than the cap.
+    other_path = "/v5/position/set-leverage"
+    limits = RateLimits(endpoints={PATH: 5, other_path: 5})
+    prefix, account, ip_scope = unique("restart"), unique("a"), unique("ip")
+    ip_key = f"{prefix}:ip:{ip_scope}"
+    clock = FakeClock()
+    limiter = WatchedLimiter(
+        redis_server.url,
+        account=account,
+        ip_scope=ip_scope,
+        limits=limits,
+        key_prefix=prefix,
+        clock=clock,
+    )
+    async with limiter:
+        # This process's last IP window: two requests sent.
+        for permit in [await limiter.acquire(PATH) for _ in range(2)]:
+            permit.release()
+        await limiter.flush()
+        await inspect.delete(*await inspect.keys(f"{prefix}:*"))  # Redis restarts empty
+        clock.now += 0.5
+        assert await limiter.available(PATH) == 0  # the restart is noticed here
+        # The two have left the IP window, still within the new epoch's first one:
+        # two IP permits more, for both budgets together.
+        clock.now += limits.ip_window - 0.3
+        limiter.handed_out.clear()
+        waiting = [
+            asyncio.ensure_future(limiter.acquire(path))
+            for path in (PATH, PATH, other_path, other_path)
+        ]
+        await limiter.handed_out.wait()  # one exchange asked for both budgets
+        await limiter.flush()  # what was granted beyond the cap goes back
+        assert [w.done() for w in waiting] == [True, True, False, False]
+        assert await inspect.zcard(ip_key) == 2
+        for done in waiting[:2]:
+            done.result().release(sent=False)
+    for still in waiting[2:]:
+        with pytest.raises(LimiterUnavailableError, match="closed"):
+            await still
+
+
+async def test_a_grant_asked_before_a_restart_was_noticed_keeps_to_the_restart_rule(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    # An exchange reaches the restarted Redis, but another reply (here,
+    # available's) shows the new epoch first: its grants are trimmed all the same.
+    limits = RateLimits(endpoints={PATH: 5})
+    prefix, account = unique("restart"), unique("a")
+    ep_key = f"{prefix}:acct:{account}:ep:{PATH}"
+    clock = FakeClock()
+    limiter = LateReplyLimiter(
+        redis_server.url,
+        account=account,
+        ip_scope=unique("ip"),
+        limits=limits,
+        key_prefix=prefix,
+        clock=clock,
+    )
+    async with limiter:
+        for permit in [await limiter.acquire(PATH) for _ in range(2)]:
+            permit.release()
+        await limiter.flush()
+        await inspect.delete(*await inspect.keys(f"{prefix}:*"))  # Redis restarts empty
+        clock.now += 0.5
+        limiter.hold_next = True
+        limiter.handed_out.clear()
+        waiting = asyncio.ensure_future(limiter.acquire(PATH))
+        await limiter.held.wait()  # granted by the empty Redis; the reply is late
+        assert await inspect.zcard(ep_key) == 1
+        assert await limiter.available(PATH) == 0  # the restart is noticed here
+        limiter.late.set()
+        await limiter.handed_out.wait()
+        await limiter.flush()  # the permit granted beyond the rule goes back
+        assert not waiting.done()
+        assert await inspect.zcard(ep_key) == 0
+    with pytest.raises(LimiterUnavailableError, match="closed"):
+        await waiting
