@@ -564,8 +564,11 @@ class _ExchangeDriver:
         waiters = group.waiters
         while waiters and waiters[0].done():
             waiters.popleft()
-        if not waiters or self._closed:
-            self._releases.append((group, seq, False, self._clock()))
+        now = self._clock()
+        if not waiters or self._closed or (self._caps and self._allowed(group, now) <= 0):
+            # No call to pass it to, or Redis restarted since the slot was passed
+            # and the restart rule allows this process no permit more: it goes back.
+            self._releases.append((group, seq, False, now))
             self._kick()
             return
         for own in (self._own[""], self._own[group.key]):

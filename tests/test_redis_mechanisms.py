@@ -65,16 +65,24 @@ class FarRedis:
 
 
 class WatchedLimiter(RedisLimiter):
-    """Sets `handed_out` each time an exchange that asked for permits has been answered."""
+    """Sets `handed_out` each time an exchange that asked for permits has been answered.
+
+    And `slot_due` each time a passed slot came due (to a waiting call, or back).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.handed_out = asyncio.Event()
+        self.slot_due = asyncio.Event()
 
     def _hand_out(self, reply: Any, asked: Any, sent_at: float, at: int = 2) -> None:
         super()._hand_out(reply, asked, sent_at, at)
         if asked:
             self.handed_out.set()
+
+    def _pass_slot(self, group: Any, seq: int, due: float, rolls: int) -> None:
+        super()._pass_slot(group, seq, due, rolls)
+        self.slot_due.set()
 
 
 class LateReplyLimiter(WatchedLimiter):
@@ -197,6 +205,45 @@ async def test_a_slot_passes_at_most_most_rolls_times_in_a_row_then_goes_back_to
             assert not waiting[-1].done()
         with pytest.raises(LimiterUnavailableError, match="closed"):
             await waiting[-1]
+
+
+async def test_a_slot_passing_as_redis_restarts_keeps_to_the_restart_rule(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    # The slot was passed by the restarted Redis (the release that rolled it
+    # went out before the restart was noticed): once the restart is known, a
+    # new permit for the waiting call is one more than the rule allows.
+    limits = RateLimits(endpoints={PATH: 1})
+    hold = limits.window + limits.margin
+    prefix, account = unique("restart"), unique("a")
+    ep_key = f"{prefix}:acct:{account}:ep:{PATH}"
+    clock = FakeClock()
+    far = FarRedis(clock)
+    async with TcpProxy("127.0.0.1", redis_server.port or 0) as proxy:
+        proxy.on_reply = far
+        limiter = WatchedLimiter(
+            proxy.url,
+            account=account,
+            ip_scope=unique("ip"),
+            limits=limits,
+            key_prefix=prefix,
+            clock=clock,
+        )
+        async with limiter:
+            first = await limiter.acquire(PATH)
+            limiter.handed_out.clear()
+            waiting = asyncio.ensure_future(limiter.acquire(PATH))
+            await limiter.handed_out.wait()  # Redis found the budget used up
+            await inspect.delete(*await inspect.keys(f"{prefix}:*"))  # Redis restarts empty
+            far.jump = hold
+            first.release()  # passes the slot: the restart is not known yet
+            await asyncio.wait_for(limiter.slot_due.wait(), timeout=10)
+            await limiter.flush()
+            # The new permit went back to Redis; the call waits for the rule to allow it.
+            assert await inspect.zcard(ep_key) == 0
+            assert not waiting.done()
+        with pytest.raises(LimiterUnavailableError, match="closed"):
+            await waiting
 
 
 # -- restart trimming ---------------------------------------------------------------------
