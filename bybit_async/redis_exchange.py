@@ -624,8 +624,7 @@ class _ExchangeDriver:
         sent_at: float,
         at: int = 2,
     ) -> None:
-        restarted = self._check_epoch(reply)
-        if restarted:
+        if self._check_epoch(reply):
             # Granted by the Redis that was: the new one does not count them.
             for group in self._groups.values():
                 group.spare.clear()
@@ -636,9 +635,11 @@ class _ExchangeDriver:
             granted, wait_us = int(reply[at]), int(reply[at + 1])
             self._learn(group, reply[at + 2], reply[at + 3])
             at += 5
-            if restarted:
+            if self._caps:
                 # Granted by a Redis that forgot the last window: no more than the
-                # restart rule allows; the rest go back.
+                # restart rule allows; the rest go back.  Checked here, not only when
+                # asking: an exchange asked before the restart was known, and the
+                # other budgets of this one (sharing the IP cap), count too.
                 keep = min(granted, self._allowed(group, now))
                 if keep < granted:
                     self._takebacks.append((group, first + keep, granted - keep))
@@ -662,7 +663,9 @@ class _ExchangeDriver:
                 waiters.popleft().set_result((seq, usable_until, 0))
                 seq += 1
             if seq < end:  # for calls to come, or callers gone meanwhile
-                kept = min(end - seq, self._spare_size(group) - len(group.spare))
+                # None kept under the restart rule: a spare permit skips _allowed.
+                room = 0 if self._caps else self._spare_size(group) - len(group.spare)
+                kept = min(end - seq, room)
                 group.spare.extend((n, spare_until) for n in range(seq, seq + max(0, kept)))
                 seq += max(0, kept)
             if seq < end:
@@ -687,8 +690,11 @@ class _ExchangeDriver:
         waiters = group.waiters
         while waiters and waiters[0].done():
             waiters.popleft()
-        if not waiters or self._closed:
-            self._releases.append((group, seq, False, self._clock()))
+        now = self._clock()
+        if not waiters or self._closed or (self._caps and self._allowed(group, now) <= 0):
+            # No call to pass it to, or Redis restarted since the slot was passed
+            # and the restart rule allows this process no permit more: it goes back.
+            self._releases.append((group, seq, False, now))
             self._release_now = True
             self._kick()
             return
