@@ -634,7 +634,8 @@ class _ExchangeDriver:
         for group, wanted, first, spare in asked:
             granted, wait_us = int(reply[at]), int(reply[at + 1])
             self._learn(group, reply[at + 2], reply[at + 3])
-            at += 5
+            all_us = int(reply[at + 5])
+            at += 6
             if self._caps:
                 # Granted by a Redis that forgot the last window: no more than the
                 # restart rule allows; the rest go back.  Checked here, not only when
@@ -647,7 +648,11 @@ class _ExchangeDriver:
             group.short = granted < wanted - spare
             if wait_us > 0:
                 # From the exchange's start: it reached Redis no sooner, so the
-                # next ask reaches it no sooner than the permit comes back.
+                # next ask reaches it no sooner than the permit comes back.  When
+                # the rest come back within a round trip of the first, one ask
+                # then for all of them beats one now and another a round trip on.
+                if (all_us - wait_us) / _US <= self._round_trip:
+                    wait_us = all_us
                 group.not_before = sent_at + wait_us / _US
             levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
             waiters = group.waiters

@@ -44,8 +44,9 @@ ARGV: 1 a new epoch id (used only if there is none), 2 key TTL (ms),
 Key arguments are 1-based indexes into KEYS (0: none).  Returns the epoch,
 its age, then 1 or 0 for each ``n`` record (renewed or not), then for each
 ``g`` record: granted, wait (µs until a permit can come back, when fewer
-than the permits not spare were granted), the limit in force, its source
-and the permits still free after the grant.
+than the permits not spare were granted), the limit in force, its source,
+the permits still free after the grant, and the wait until as many are
+free as were not granted.
 """
 
 from __future__ import annotations
@@ -78,12 +79,13 @@ local function count(key)
   end
   return redis.call('ZCARD', key)
 end
--- Microseconds until the permit that brings *key* under *limit* comes back; one
--- still in flight comes back one hold after its answer, so not before now + hold.
-local function back(key, limit, hold)
+-- Microseconds until *k* more permits of *key* are free under *limit*; one still
+-- in flight comes back one hold after its answer, so not before now + hold.
+local function back(key, limit, hold, k)
   local n = redis.call('ZCARD', key)
-  if n < limit then return 0 end
-  local nth = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+  local j = math.min(n, n - limit + k)
+  if j <= 0 then return 0 end
+  local nth = redis.call('ZRANGE', key, j - 1, j - 1, 'WITHSCORES')
   return math.min(tonumber(nth[2]), now + hold) - now
 end
 local function put(key, member, sent, hold)
@@ -239,16 +241,24 @@ while i <= #ARGV do
         redis.call('PEXPIRE', epk, ttl)
       end
     end
+    local all = wait
     if granted < need and wait == 0 then
-      wait = back(ipk, ip_limit, ip_hold)
-      if epk then wait = math.max(wait, back(epk, limit, ep_hold)) end
+      local short = need - granted
+      wait = back(ipk, ip_limit, ip_hold, 1)
+      all = back(ipk, ip_limit, ip_hold, short)
+      if epk then
+        wait = math.max(wait, back(epk, limit, ep_hold, 1))
+        all = math.max(all, back(epk, limit, ep_hold, short))
+      end
       wait = math.max(1, math.ceil(wait))
+      all = math.max(wait, math.ceil(all))
     end
     out[#out + 1] = granted
     out[#out + 1] = fmt(wait)
     out[#out + 1] = ek > 0 and limit or 0
     out[#out + 1] = source
     out[#out + 1] = math.max(0, free - granted)
+    out[#out + 1] = fmt(all)
     i = i + 13
   end
 end

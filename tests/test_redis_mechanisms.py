@@ -1,4 +1,4 @@
-"""Two mechanisms of `RedisLimiter` that the end-to-end tests do not pin down, against a real Redis.
+"""Mechanisms of `RedisLimiter` that the end-to-end tests do not pin down, against a real Redis.
 
 * Slot passing ("rolls"): with Redis far away and a budget used up, a sent
   permit's endpoint slot passes to a call of the same process that waits on
@@ -7,6 +7,8 @@
 * Restart trimming: the exchange that finds Redis restarted may have been
   granted more than the restart rule lets this process have; the rest goes
   back to Redis at once, for other engines to take.
+* When to ask again: a refused engine far from Redis waits for all the
+  permits it needs when they come back within a round trip of the first.
 
 The limiters run on a clock the test moves by hand: a reply "takes" as long
 as the test says (through `tests.tcp_proxy.TcpProxy`'s reply hook), so that
@@ -387,3 +389,85 @@ async def test_a_grant_asked_before_a_restart_was_noticed_keeps_to_the_restart_r
         assert await inspect.zcard(ep_key) == 0
     with pytest.raises(LimiterUnavailableError, match="closed"):
         await waiting
+
+
+# -- when to ask again ----------------------------------------------------------------------
+
+
+class ReplyWatcher(WatchedLimiter):
+    """Keeps the reply of every exchange."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replies: list[list[Any]] = []
+
+    async def _call(self, keys: list[str], args: list[str]) -> list[Any]:
+        reply = await super()._call(keys, args)
+        self.replies.append(reply)
+        return reply
+
+
+async def _refused_after_a_spread_of_answers(
+    redis_server: RedisServer, far: bool
+) -> tuple[float, float, float, float]:
+    """Engine A sends the budget's 5 permits, answered 1 ms apart; B asks for 5.
+
+    Returns B's exchange start, the waits Redis gave (first permit back, all
+    five back) and B's time to ask again, all in seconds of B's clock.
+    """
+    limits = RateLimits(endpoints={PATH: 5})
+    account, ip_scope = unique("a"), unique("ip")
+    a_clock, b_clock = FakeClock(), FakeClock()
+    async with (
+        RedisLimiter(
+            redis_server.url, account=account, ip_scope=ip_scope, limits=limits, clock=a_clock
+        ) as a,
+        TcpProxy("127.0.0.1", redis_server.port or 0) as proxy,
+    ):
+        if far:
+            proxy.on_reply = FarRedis(b_clock)  # B's round trips take FAR by its clock
+        b = ReplyWatcher(
+            proxy.url, account=account, ip_scope=ip_scope, limits=limits, clock=b_clock
+        )
+        async with b:
+            (await b.acquire(PATH)).release(sent=False)  # B measures its round trip
+            await b.flush()
+            permits = [await a.acquire(PATH) for _ in range(5)]
+            for permit in permits:
+                permit.release()
+                a_clock.now += 0.001
+            await a.flush()
+            b.replies.clear()
+            b.handed_out.clear()
+            started = b_clock.now
+            waiting = [asyncio.ensure_future(b.acquire(PATH)) for _ in range(5)]
+            await asyncio.wait_for(b.handed_out.wait(), timeout=10)
+            granted, first, _limit, _source, _free, every = b.replies[0][2:8]
+            assert int(granted) == 0
+            not_before = b._groups[PATH].not_before
+            for call in waiting:
+                call.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+    return started, int(first) / 1e6, int(every) / 1e6, not_before
+
+
+async def test_a_refused_engine_far_from_redis_asks_again_once_for_all_it_needs(
+    redis_server: RedisServer,
+) -> None:
+    # The five come back within 4 ms, much less than a round trip to Redis: one
+    # ask when all are back beats one for the first and another a round trip on.
+    started, first, every, not_before = await _refused_after_a_spread_of_answers(
+        redis_server, far=True
+    )
+    assert every > first
+    assert not_before == pytest.approx(started + every, abs=1e-6)
+
+
+async def test_a_refused_engine_next_to_redis_asks_again_when_the_first_is_back(
+    redis_server: RedisServer,
+) -> None:
+    started, first, every, not_before = await _refused_after_a_spread_of_answers(
+        redis_server, far=False
+    )
+    assert every > first
+    assert not_before == pytest.approx(started + first, abs=1e-6)
