@@ -272,6 +272,9 @@ class _LocalPermit:
             limiter._ip_budget._dispatch()
 
 
+_new_permit = object.__new__
+
+
 class _Waiter:
     __slots__ = ("endpoint", "future", "limiter", "path", "seq")
 
@@ -528,7 +531,11 @@ class LocalLimiter:
         if endpoint is not None:
             endpoint.in_flight += 1
         ip.in_flight += 1
-        return _LocalPermit(self, endpoint)
+        # Made without a call of __init__: one Python frame fewer per request.
+        permit = _new_permit(_LocalPermit)
+        permit._limiter = self
+        permit._endpoint = endpoint
+        return permit
 
     async def acquire(self, path: str, *, signed: bool = True) -> Permit:
         """Wait for a permit of budget *path* and of the IP limit, taken together.

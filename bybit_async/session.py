@@ -756,7 +756,7 @@ class BybitSession:
             return None
         permit = try_acquire(key, signed)
         if permit is not None and self._stats is not None:
-            self._stats.waited(0.0)
+            self._stats.waited_not()
         return permit
 
     async def _acquire(

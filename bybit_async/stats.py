@@ -16,6 +16,7 @@ seconds and reasons (`bybit_async.events.reason_of`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter, deque
@@ -339,6 +340,7 @@ class StatsRecorder:
         "_wait_wall",
         "_waits",
         "_wall",
+        "_zero_waits",
     )
 
     def __init__(
@@ -365,6 +367,9 @@ class StatsRecorder:
         self._waits: deque[float] = deque(maxlen=SAMPLES)
         self._wait_count = 0
         self._wait_total = 0.0
+        # Permits had at once, not yet among the samples: a count costs less
+        # per request than a sample, and zeros add nothing to the total.
+        self._zero_waits = 0
         # The union of the waits so far: its length, and its last disjoint
         # spans [start, end] (older ones are final: no wait reaches back past
         # _WAIT_SPANS gaps in practice, and if one does it is counted twice).
@@ -426,8 +431,19 @@ class StatsRecorder:
         """Count a retry after a failure for *reason*."""
         _count(self._retries, reason, OTHER)
 
+    def waited_not(self) -> None:
+        """Record a permit had at once: a wait of zero."""
+        self._zero_waits += 1
+
+    def _count_zero_waits(self) -> None:
+        zeros, self._zero_waits = self._zero_waits, 0
+        self._wait_count += zeros
+        self._waits.extend(itertools.repeat(0.0, min(zeros, SAMPLES)))
+
     def waited(self, seconds: float) -> None:
         """Record one wait for the rate limiter, which ended now."""
+        if self._zero_waits:
+            self._count_zero_waits()
         self._waits.append(seconds)
         self._wait_count += 1
         self._wait_total += seconds
@@ -497,6 +513,8 @@ class StatsRecorder:
         *halted*, if given, is the halt's state now, and *limits* the limits
         in force by budget.
         """
+        if self._zero_waits:
+            self._count_zero_waits()
         paths = {name: row.snapshot() for name, row in sorted(self._paths.items())}
         clock = self._clock
         return SessionStats(
