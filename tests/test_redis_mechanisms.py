@@ -124,89 +124,101 @@ async def script_calls(client: Redis) -> int:
 # -- slot passing -------------------------------------------------------------------------
 
 
+class FarOneAtATime:
+    """A limiter of a budget of one per window, whose Redis is far by its clock (`FarRedis`)."""
+
+    def __init__(self, redis_server: RedisServer) -> None:
+        self.limits = RateLimits(endpoints={PATH: 1})
+        self.hold = self.limits.window + self.limits.margin
+        account = unique("a")
+        self.ep_key = f"bybit-async:acct:{account}:ep:{PATH}"
+        self.clock = FakeClock()
+        self.far = FarRedis(self.clock)
+        self._proxy = TcpProxy("127.0.0.1", redis_server.port or 0)
+        self._account = account
+
+    async def __aenter__(self) -> WatchedLimiter:
+        await self._proxy.__aenter__()
+        self._proxy.on_reply = self.far
+        self.limiter = WatchedLimiter(
+            self._proxy.url,
+            account=self._account,
+            ip_scope=unique("ip"),
+            limits=self.limits,
+            clock=self.clock,
+        )
+        return self.limiter
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.limiter.aclose()
+        await self._proxy.__aexit__(*exc_info)
+
+
 async def test_a_sent_permits_slot_passes_to_a_waiting_call_without_a_grant_exchange(
     redis_server: RedisServer, inspect: Redis
 ) -> None:
-    limits = RateLimits(endpoints={PATH: 1})
-    hold = limits.window + limits.margin
-    account = unique("a")
-    ep_key = f"bybit-async:acct:{account}:ep:{PATH}"
-    clock = FakeClock()
-    far = FarRedis(clock)
-    async with TcpProxy("127.0.0.1", redis_server.port or 0) as proxy:
-        proxy.on_reply = far
-        limiter = WatchedLimiter(
-            proxy.url, account=account, ip_scope=unique("ip"), limits=limits, clock=clock
-        )
-        async with limiter:
-            first = await limiter.acquire(PATH)
-            [first_member] = await inspect.zrange(ep_key, 0, -1)
-            limiter.handed_out.clear()
-            waiting = asyncio.ensure_future(limiter.acquire(PATH))
-            await limiter.handed_out.wait()  # Redis found the budget used up
-            assert not waiting.done()
-            before = await script_calls(inspect)
-            # The answer's hold passes while the exchange that follows the
-            # release is out: the slot is then due for the waiting call.
-            far.jump = hold
-            first.release()
-            limiter.handed_out.clear()
-            asked = asyncio.ensure_future(limiter.handed_out.wait())
-            await asyncio.wait((waiting, asked), return_when=asyncio.FIRST_COMPLETED)
-            asked.cancel()
-            # Given back to Redis instead, the slot would have to be asked for
-            # again: the waiting call would not be granted before that exchange.
-            assert waiting.done(), "the waiting call asked Redis for a permit again"
-            second = waiting.result()
-            # One exchange in all since the release, which passed the slot.
-            assert await script_calls(inspect) - before == 1
-            # Redis counts the slot for the new permit now, not for the old one:
-            # the endpoint's count did not change.
-            [member] = await inspect.zrange(ep_key, 0, -1)
-            assert member != first_member
-            second.release(sent=False)
+    setup = FarOneAtATime(redis_server)
+    ep_key, far, hold = setup.ep_key, setup.far, setup.hold
+    async with setup as limiter:
+        first = await limiter.acquire(PATH)
+        [first_member] = await inspect.zrange(ep_key, 0, -1)
+        limiter.handed_out.clear()
+        waiting = asyncio.ensure_future(limiter.acquire(PATH))
+        await limiter.handed_out.wait()  # Redis found the budget used up
+        assert not waiting.done()
+        before = await script_calls(inspect)
+        # The answer's hold passes while the exchange that follows the
+        # release is out: the slot is then due for the waiting call.
+        far.jump = hold
+        first.release()
+        limiter.handed_out.clear()
+        asked = asyncio.ensure_future(limiter.handed_out.wait())
+        await asyncio.wait((waiting, asked), return_when=asyncio.FIRST_COMPLETED)
+        asked.cancel()
+        # Given back to Redis instead, the slot would have to be asked for
+        # again: the waiting call would not be granted before that exchange.
+        assert waiting.done(), "the waiting call asked Redis for a permit again"
+        second = waiting.result()
+        # One exchange in all since the release, which passed the slot.
+        assert await script_calls(inspect) - before == 1
+        # Redis counts the slot for the new permit now, not for the old one:
+        # the endpoint's count did not change.
+        [member] = await inspect.zrange(ep_key, 0, -1)
+        assert member != first_member
+        second.release(sent=False)
 
 
 async def test_a_slot_passes_at_most_most_rolls_times_in_a_row_then_goes_back_to_redis(
     redis_server: RedisServer, inspect: Redis
 ) -> None:
-    limits = RateLimits(endpoints={PATH: 1})
-    hold = limits.window + limits.margin
-    account = unique("a")
-    ep_key = f"bybit-async:acct:{account}:ep:{PATH}"
-    clock = FakeClock()
-    far = FarRedis(clock)
-    async with TcpProxy("127.0.0.1", redis_server.port or 0) as proxy:
-        proxy.on_reply = far
-        limiter = WatchedLimiter(
-            proxy.url, account=account, ip_scope=unique("ip"), limits=limits, clock=clock
-        )
-        async with limiter:
-            permit = await limiter.acquire(PATH)
-            [holder] = await inspect.zrange(ep_key, 0, -1)
-            limiter.handed_out.clear()
-            waiting = [asyncio.ensure_future(limiter.acquire(PATH)) for _ in range(_MOST_ROLLS + 1)]
-            await limiter.handed_out.wait()  # Redis found the budget used up
-            for rolled in range(_MOST_ROLLS):
-                await limiter.flush()  # no exchange out: the jump goes to the next one
-                far.jump = hold
-                permit.release()
-                permit = await asyncio.wait_for(waiting[rolled], timeout=10)
-                [member] = await inspect.zrange(ep_key, 0, -1)
-                assert member != holder, f"roll {rolled + 1}: the slot did not pass"
-                holder = member
-                assert not any(w.done() for w in waiting[rolled + 1 :])
-            # The slot has passed _MOST_ROLLS times in a row: this release goes
-            # back to Redis, for every engine to take, though a call still waits.
-            await limiter.flush()
+    setup = FarOneAtATime(redis_server)
+    ep_key, far, hold = setup.ep_key, setup.far, setup.hold
+    async with setup as limiter:
+        permit = await limiter.acquire(PATH)
+        [holder] = await inspect.zrange(ep_key, 0, -1)
+        limiter.handed_out.clear()
+        waiting = [asyncio.ensure_future(limiter.acquire(PATH)) for _ in range(_MOST_ROLLS + 1)]
+        await limiter.handed_out.wait()  # Redis found the budget used up
+        for rolled in range(_MOST_ROLLS):
+            await limiter.flush()  # no exchange out: the jump goes to the next one
             far.jump = hold
             permit.release()
-            await limiter.flush()
+            permit = await asyncio.wait_for(waiting[rolled], timeout=10)
             [member] = await inspect.zrange(ep_key, 0, -1)
-            assert member == holder  # released, counted until one hold after its answer
-            assert not waiting[-1].done()
-        with pytest.raises(LimiterUnavailableError, match="closed"):
-            await waiting[-1]
+            assert member != holder, f"roll {rolled + 1}: the slot did not pass"
+            holder = member
+            assert not any(w.done() for w in waiting[rolled + 1 :])
+        # The slot has passed _MOST_ROLLS times in a row: this release goes
+        # back to Redis, for every engine to take, though a call still waits.
+        await limiter.flush()
+        far.jump = hold
+        permit.release()
+        await limiter.flush()
+        [member] = await inspect.zrange(ep_key, 0, -1)
+        assert member == holder  # released, counted until one hold after its answer
+        assert not waiting[-1].done()
+    with pytest.raises(LimiterUnavailableError, match="closed"):
+        await waiting[-1]
 
 
 async def test_a_slot_passing_as_redis_restarts_keeps_to_the_restart_rule(
@@ -251,6 +263,20 @@ async def test_a_slot_passing_as_redis_restarts_keeps_to_the_restart_rule(
 # -- restart trimming ---------------------------------------------------------------------
 
 
+async def send_two_then_restart(
+    limiter: RedisLimiter, inspect: Redis, prefix: str, clock: FakeClock
+) -> None:
+    """The process's last window: two requests sent; then Redis restarts empty, 0.5 s on."""
+    for permit in [await limiter.acquire(PATH) for _ in range(2)]:
+        permit.release()
+    await limiter.flush()
+    # Every key of the prefix is gone, the epoch too.
+    keys = await inspect.keys(f"{prefix}:*")
+    assert f"{prefix}:epoch" in keys
+    await inspect.delete(*keys)
+    clock.now += 0.5  # the two sent still count for this process's windows
+
+
 async def test_the_grant_that_finds_redis_restarted_keeps_only_what_the_restart_rule_allows(
     redis_server: RedisServer, inspect: Redis
 ) -> None:
@@ -268,14 +294,7 @@ async def test_the_grant_that_finds_redis_restarted_keeps_only_what_the_restart_
     limiter = WatchedLimiter(redis_server.url, clock=clock, **common)
     async with limiter:
         # This process's last window: two requests sent.
-        for permit in [await limiter.acquire(PATH) for _ in range(2)]:
-            permit.release()
-        await limiter.flush()
-        # Redis restarts empty: every key of the prefix is gone, the epoch too.
-        keys = await inspect.keys(f"{prefix}:*")
-        assert f"{prefix}:epoch" in keys
-        await inspect.delete(*keys)
-        clock.now += 0.5  # the two sent still count for this process's windows
+        await send_two_then_restart(limiter, inspect, prefix, clock)
 
         # Four calls wait: one exchange asks for four, and the empty Redis grants
         # them all.  The restart rule lets this process have no more out than
@@ -328,11 +347,7 @@ async def test_after_a_restart_grants_of_several_budgets_together_keep_to_the_ip
     )
     async with limiter:
         # This process's last IP window: two requests sent.
-        for permit in [await limiter.acquire(PATH) for _ in range(2)]:
-            permit.release()
-        await limiter.flush()
-        await inspect.delete(*await inspect.keys(f"{prefix}:*"))  # Redis restarts empty
-        clock.now += 0.5
+        await send_two_then_restart(limiter, inspect, prefix, clock)
         assert await limiter.available(PATH) == 0  # the restart is noticed here
         # The two have left the IP window, still within the new epoch's first one:
         # two IP permits more, for both budgets together.
@@ -371,11 +386,7 @@ async def test_a_grant_asked_before_a_restart_was_noticed_keeps_to_the_restart_r
         clock=clock,
     )
     async with limiter:
-        for permit in [await limiter.acquire(PATH) for _ in range(2)]:
-            permit.release()
-        await limiter.flush()
-        await inspect.delete(*await inspect.keys(f"{prefix}:*"))  # Redis restarts empty
-        clock.now += 0.5
+        await send_two_then_restart(limiter, inspect, prefix, clock)
         limiter.hold_next = True
         limiter.handed_out.clear()
         waiting = asyncio.ensure_future(limiter.acquire(PATH))
