@@ -756,7 +756,7 @@ class BybitSession:
             return None
         permit = try_acquire(key, signed)
         if permit is not None and self._stats is not None:
-            self._stats.waited_not()
+            self._stats.had_at_once()
         return permit
 
     async def _acquire(

@@ -431,7 +431,7 @@ class StatsRecorder:
         """Count a retry after a failure for *reason*."""
         _count(self._retries, reason, OTHER)
 
-    def waited_not(self) -> None:
+    def had_at_once(self) -> None:
         """Record a permit had at once: a wait of zero."""
         self._zero_waits += 1
 
