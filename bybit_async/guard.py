@@ -44,6 +44,7 @@ from .positions import (
     auto_add_margin_params,
     plan_auto_add_margin,
     position_list_params,
+    settle_coin_of,
 )
 from .stream import PositionStream, _PositionSource, jittered_backoff
 
@@ -62,19 +63,6 @@ class _Session(_Client, _PositionSource, Protocol):
     """What the guard needs of a `BybitSession`: reads and writes, and the stream."""
 
     def stream_positions(self, category: str = "linear", **options: Any) -> PositionStream: ...
-
-
-def settle_coin_of(symbol: str) -> str:
-    """The settle coin of a linear *symbol* by its name.
-
-    USDT when the name holds ``USDT``; USDC for ``...PERP``, ``...USDC`` and
-    dated ``BASE-DDMMMYY`` futures without ``USDT``.
-    """
-    if "USDT" in symbol:
-        return "USDT"
-    if symbol.endswith("PERP") or "USDC" in symbol or "-" in symbol:
-        return "USDC"
-    return "USDT"
 
 
 async def guard_auto_add_margin(

@@ -44,6 +44,7 @@ __all__ = [
     "parse_positions",
     "plan_auto_add_margin",
     "position_list_params",
+    "settle_coin_of",
 ]
 
 POSITION_LIST: Final = "/v5/position/list"
@@ -92,6 +93,22 @@ class _Client(Protocol):
         category: str = "linear",
         position_idx: int | PositionIdx | None = None,
     ) -> ApiResponse: ...
+
+
+# -- settle coins --------------------------------------------------------------------
+
+
+def settle_coin_of(symbol: str) -> str:
+    """The settle coin of a linear *symbol* by its name.
+
+    USDT when the name holds ``USDT`` (perpetuals and ``BASEUSDT-DDMMMYY``
+    futures); USDC for ``...PERP``, ``...USDC`` and ``BASE-DDMMMYY`` futures.
+    """
+    if "USDT" in symbol:
+        return "USDT"
+    if symbol.endswith("PERP") or "USDC" in symbol or "-" in symbol:
+        return "USDC"
+    return "USDT"
 
 
 # -- set-auto-add-margin's parameters ------------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bybit_async import BybitSession
+from bybit_async.positions import settle_coin_of
 from bybit_async.testing import BybitSimulator
 from tests.sim_http import Reply, call, public
 
@@ -329,3 +331,26 @@ async def test_malformed_input_gets_bybits_answer_never_a_500(
         assert any(reply.data["retMsg"] in r.getMessage() for r in caplog.records)
     # The simulator goes on.
     ok(await call(client, sim, "GET", LIST, {"category": "linear", "symbol": "BTCUSDT"}))
+
+
+@pytest.mark.parametrize(
+    ("symbol", "coin"),
+    [
+        ("BTCUSDT", "USDT"),
+        ("BTCUSDT-27DEC24", "USDT"),
+        ("BTCPERP", "USDC"),
+        ("ETHUSDC", "USDC"),
+        ("BTC-27DEC24", "USDC"),
+    ],
+)
+async def test_the_simulator_settles_a_symbol_in_the_coin_the_client_reads_it_under(
+    sim: BybitSimulator, symbol: str, coin: str
+) -> None:
+    # One rule for both: a guard or a stream reading positions of a coin must
+    # find in the simulator the symbols it takes for that coin.
+    assert settle_coin_of(symbol) == coin
+    sim.add_instruments([symbol])  # listed with no coin given: the simulator's own rule
+    sim.set_position(symbol, size="1", side="Buy", margin_mode="isolated")
+    async with BybitSession(sim.api_key, sim.api_secret, base_url=sim.url) as session:
+        listed = await session.get_positions(settle_coin=coin)
+    assert [p.symbol for p in listed] == [symbol]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from ..positions import settle_coin_of
+
 #: retMsg of the retCode 10001 answer when autoAddMargin already has the requested value.
 NOT_MODIFIED_MSG = "auto add margin not modified"
 
@@ -171,5 +173,5 @@ def default_message(code: int) -> str:
 
 
 def settle_coin(symbol: str) -> str:
-    """The settle coin of a linear *symbol* by its name: USDC for ``...PERP`` and ``...USDC``."""
-    return "USDC" if symbol.endswith(("PERP", "USDC")) or "USDC-" in symbol else "USDT"
+    """The settle coin of a linear *symbol* by its name: the client's rule (`settle_coin_of`)."""
+    return settle_coin_of(symbol)
