@@ -176,7 +176,8 @@ class Limiter(Protocol):
 
     A limiter may also have ``try_acquire(path, signed) -> Permit | None``,
     which the session tries first: a permit to be had at once then costs no
-    coroutine (`LocalLimiter.try_acquire`).
+    coroutine (`LocalLimiter.try_acquire`; `RedisLimiter.try_acquire` with
+    its spare permits).
     """
 
     async def acquire(self, path: str, *, signed: bool = True) -> Permit:

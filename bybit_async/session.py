@@ -328,7 +328,8 @@ class BybitSession:
         self._signer = signer
         self._limiter = limiter
         self._observe = None if limiter is None else _observer(limiter)
-        # A limiter may grant at once without a coroutine (LocalLimiter does).
+        # A limiter may grant at once without a coroutine (LocalLimiter and
+        # RedisLimiter do).
         self._try_acquire: Callable[[str, bool], Permit | None] | None = getattr(
             limiter, "try_acquire", None
         )
