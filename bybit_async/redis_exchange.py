@@ -144,6 +144,127 @@ class _Group:
         return sum(1 for w in waiters if not w.done())
 
 
+class _Outbox:
+    """What waits to reach Redis with the next exchange, and how it is written there.
+
+    Releases (group, id, sent, answer time), permits an exchange may have
+    granted after its caller gave up (group, first id, count), slots passing
+    to a new permit of this process (group, old id, new id, answer time,
+    rolls of the new one), holds (key -> µs ahead) and learned limits.
+    """
+
+    __slots__ = ("holds", "learned", "releases", "rolls", "takebacks", "urgent")
+
+    def __init__(self) -> None:
+        self.releases: list[tuple[_Group, int, bool, float]] = []
+        self.takebacks: list[tuple[_Group, int, int]] = []
+        self.rolls: list[tuple[_Group, int, int, float, int]] = []
+        self.holds: dict[str, int] = {}
+        self.learned: dict[str, int] = {}
+        # Whether a release should reach Redis at once (a permit not sent
+        # comes back at once; see _RELEASE_DELAY for the others).
+        self.urgent = False
+
+    def __bool__(self) -> bool:
+        return bool(self.releases or self.takebacks or self.rolls or self.holds or self.learned)
+
+    def releases_may_wait(self, now: float) -> bool:
+        """Whether it holds only releases, none urgent, the oldest younger than its delay."""
+        return bool(
+            self.releases
+            and not self.urgent
+            and not (self.takebacks or self.rolls or self.holds or self.learned)
+            and now < self.releases[0][3] + _RELEASE_DELAY
+        )
+
+    def put_back(self, failed: _Outbox, asked: list[tuple[_Group, int, int, int]]) -> None:
+        """Take back what an exchange that failed carried, and what it may have granted.
+
+        The exchange may have been carried out: what it granted is given back,
+        and what it wrote is written again, with the next one.
+        """
+        self.takebacks.extend(failed.takebacks)
+        self.takebacks.extend((g, first, n) for g, n, first, _ in asked)
+        self.releases[:0] = failed.releases
+        self.urgent = True
+        for group, old, new, at, _ in failed.rolls:
+            group.rolling -= 1
+            self.releases.append((group, old, True, at))
+            self.takebacks.append((group, new, 1))
+        for path, ahead in failed.holds.items():
+            if ahead > self.holds.get(path, 0):
+                self.holds[path] = ahead
+        for path, limit in failed.learned.items():
+            self.learned.setdefault(path, limit)
+
+    def write(
+        self,
+        keys: list[str],
+        args: list[str],
+        ip_key: str,
+        hold_key: Callable[[str], str],
+        learned_key: str,
+        now: float,
+    ) -> None:
+        """Add its records to an exchange's *keys* and *args* (see `bybit_async.redis_scripts`).
+
+        *hold_key* gives a budget key's hold key; *now* is this process's
+        clock as the exchange starts.
+        """
+        index: dict[str, str] = {}
+
+        def key(name: str) -> str:
+            found = index.get(name)
+            if found is None:
+                keys.append(name)
+                found = index[name] = str(len(keys))
+            return found
+
+        ipk = key(ip_key) if self.releases or self.takebacks or self.rolls else "0"
+        # A permit comes back one hold after its answer: Redis's now less the time
+        # since the answer, by this process's clock, is no earlier than that.
+        batches: dict[tuple[_Group, bool], list[int]] = {}
+        for group, seq, sent, at in self.releases:
+            batch = batches.get((group, sent))
+            if batch is None:
+                batch = batches[group, sent] = []
+            batch += (seq, max(0, round((now - at) * _US)))
+        for (group, sent), batch in batches.items():
+            args.extend(
+                (
+                    "r",
+                    ipk,
+                    key(group.ep_key) if group.signed else "0",
+                    "1" if sent else "0",
+                    group.ep_hold_us,
+                    " ".join(map(str, batch)),
+                )
+            )
+        for group, first, count in self.takebacks:
+            args.extend(
+                ("x", ipk, key(group.ep_key) if group.signed else "0", str(first), str(count))
+            )
+        for group, old, new, at, _ in self.rolls:
+            args.extend(
+                (
+                    "n",
+                    ipk,
+                    key(group.hold_key),
+                    key(group.ep_key),
+                    str(old),
+                    str(new),
+                    group.ep_hold_us,
+                    group.ep_lease_us,
+                    str(group.limit),
+                    str(max(0, round((now - at) * _US))),
+                )
+            )
+        for path, ahead in self.holds.items():
+            args.extend(("h", key(hold_key(path)), str(ahead)))
+        for path, limit in self.learned.items():
+            args.extend(("l", key(learned_key), path, str(limit)))
+
+
 class _ExchangeDriver:
     """The exchange side of `RedisLimiter`: pending records, exchanges, hand-off, restarts.
 
@@ -181,19 +302,8 @@ class _ExchangeDriver:
         self._round_trip = 0.0
 
         self._groups: dict[str, _Group] = {}
-        # Waiting to reach Redis: releases (group, id, sent), permits an exchange
-        # may have granted after its caller gave up (group, first id, count),
-        # holds (key -> µs ahead) and learned limits (key -> limit).
-        self._releases: list[tuple[_Group, int, bool, float]] = []
-        self._takebacks: list[tuple[_Group, int, int]] = []
-        # Sent permits whose endpoint slot passes to a new permit of this process:
-        # (group, old id, new id, answer time, rolls of the new one).
-        self._rolls: list[tuple[_Group, int, int, float, int]] = []
-        self._holds: dict[str, int] = {}
-        self._learned: dict[str, int] = {}
-        # Whether a pending release should reach Redis at once (a permit not
-        # sent comes back at once; see _RELEASE_DELAY for the others).
-        self._release_now = False
+        # Waiting to reach Redis with the next exchange.
+        self._outbox = _Outbox()
         self._next_id = 0
         self._own: dict[str, _Own] = {"": _Own(self._ip_hold)}
         self._epoch: str | None = None
@@ -255,9 +365,7 @@ class _ExchangeDriver:
             self._driver = loop.create_task(self._drive())
 
     def _pending(self) -> bool:
-        return bool(
-            self._releases or self._takebacks or self._rolls or self._holds or self._learned
-        )
+        return bool(self._outbox)
 
     def _header(self) -> tuple[list[str], list[str]]:
         keys = [self._epoch_key]
@@ -388,22 +496,29 @@ class _ExchangeDriver:
                     await self._sleep(loop, max(0.0, self._probe_at - now) or None)
                     continue
                 grants, next_at = self._asks(now)
-                if not grants and self._releases_may_wait(now):
+                outbox = self._outbox
+                if (
+                    not grants
+                    and not (self._flushed or self._closed)
+                    and outbox.releases_may_wait(now)
+                ):
                     # Only sent permits' releases: they go with the next exchange, or
                     # once the oldest has waited _RELEASE_DELAY.
-                    wake = self._releases[0][3] + _RELEASE_DELAY
+                    wake = outbox.releases[0][3] + _RELEASE_DELAY
                     if next_at is not None:
                         wake = min(wake, next_at)
                     await self._sleep(loop, wake - now)
                     continue
                 keys, args = self._header()
-                releases, self._releases = self._releases, []
-                self._release_now = False
-                takebacks, self._takebacks = self._takebacks, []
-                rolls, self._rolls = self._rolls, []
-                holds, self._holds = self._holds, {}
-                learned, self._learned = self._learned, {}
-                self._add_records(keys, args, releases, takebacks, rolls, holds, learned)
+                self._outbox = _Outbox()
+                outbox.write(
+                    keys,
+                    args,
+                    self._ip_key,
+                    lambda path: self._group(path, True).hold_key,
+                    self._learned_key(),
+                    self._clock(),
+                )
                 asked: list[tuple[_Group, int, int, int]] = []
                 for group, wanted, spare in grants:
                     first = self._next_id
@@ -421,9 +536,7 @@ class _ExchangeDriver:
                     await self._sleep(loop, None if next_at is None else next_at - now)
                     continue
                 self._in_flight += 1
-                exchange = self._exchange(
-                    keys, args, releases, takebacks, rolls, holds, learned, asked
-                )
+                exchange = self._exchange(keys, args, outbox, asked)
                 task = loop.create_task(exchange)
                 self._exchanges.add(task)
                 task.add_done_callback(self._exchanges.discard)
@@ -479,49 +592,26 @@ class _ExchangeDriver:
         if len(kept) == len(spare):
             return
         keep = {seq for seq, _ in kept}
-        self._releases.extend((group, seq, False, now) for seq, _ in spare if seq not in keep)
-        self._release_now = True
+        outbox = self._outbox
+        outbox.releases.extend((group, seq, False, now) for seq, _ in spare if seq not in keep)
+        outbox.urgent = True
         spare.clear()
         spare.extend(kept)
-
-    def _releases_may_wait(self, now: float) -> bool:
-        """Whether nothing pending needs Redis before the oldest release has waited its delay."""
-        return bool(
-            self._releases
-            and not self._release_now
-            and not (self._takebacks or self._rolls or self._holds or self._learned)
-            and not (self._flushed or self._closed)
-            and now < self._releases[0][3] + _RELEASE_DELAY
-        )
 
     async def _exchange(
         self,
         keys: list[str],
         args: list[str],
-        releases: list[tuple[_Group, int, bool, float]],
-        takebacks: list[tuple[_Group, int, int]],
-        rolls: list[tuple[_Group, int, int, float, int]],
-        holds: dict[str, int],
-        learned: dict[str, int],
+        outbox: _Outbox,
         asked: list[tuple[_Group, int, int, int]],
     ) -> None:
-        """Send one exchange and hand out what it granted."""
+        """Send one exchange, which carries *outbox*, and hand out what it granted."""
         sent_at = self._clock()
         try:
             reply = await self._call(keys, args)
         except self._errors as exc:
             self._went_down(exc)
-            # The exchange may have been carried out: what it granted is given
-            # back, and what it wrote is written again, with the next one.
-            self._takebacks.extend(takebacks)
-            self._takebacks.extend((g, first, n) for g, n, first, _ in asked)
-            self._releases[:0] = releases
-            self._release_now = True
-            for group, old, new, at, _ in rolls:
-                group.rolling -= 1
-                self._releases.append((group, old, True, at))
-                self._takebacks.append((group, new, 1))
-            self._merge_notes(holds, learned)
+            self._outbox.put_back(outbox, asked)
             for group, wanted, _, _ in asked:
                 group.asked -= wanted
             self._fail_waiters(None)
@@ -539,83 +629,12 @@ class _ExchangeDriver:
         if self._down is not None:
             self._came_back()
         try:
-            self._roll(reply, rolls)
-            self._hand_out(reply, asked, sent_at, 2 + len(rolls))
+            self._roll(reply, outbox.rolls)
+            self._hand_out(reply, asked, sent_at, 2 + len(outbox.rolls))
         except Exception as exc:  # a reply it cannot read: no call may wait on it forever
             _log.exception("RedisLimiter: unexpected reply from Redis at %s", self._where)
             self._went_down(exc)
             self._fail_waiters(None)
-
-    def _add_records(
-        self,
-        keys: list[str],
-        args: list[str],
-        releases: list[tuple[_Group, int, bool, float]],
-        takebacks: list[tuple[_Group, int, int]],
-        rolls: list[tuple[_Group, int, int, float, int]],
-        holds: dict[str, int],
-        learned: dict[str, int],
-    ) -> None:
-        index: dict[str, str] = {}
-
-        def key(name: str) -> str:
-            found = index.get(name)
-            if found is None:
-                keys.append(name)
-                found = index[name] = str(len(keys))
-            return found
-
-        ipk = key(self._ip_key) if releases or takebacks or rolls else "0"
-        # A permit comes back one hold after its answer: Redis's now less the time
-        # since the answer, by this process's clock, is no earlier than that.
-        sent_at = self._clock()
-        batches: dict[tuple[_Group, bool], list[int]] = {}
-        for group, seq, sent, at in releases:
-            batch = batches.get((group, sent))
-            if batch is None:
-                batch = batches[group, sent] = []
-            batch += (seq, max(0, round((sent_at - at) * _US)))
-        for (group, sent), batch in batches.items():
-            args.extend(
-                (
-                    "r",
-                    ipk,
-                    key(group.ep_key) if group.signed else "0",
-                    "1" if sent else "0",
-                    group.ep_hold_us,
-                    " ".join(map(str, batch)),
-                )
-            )
-        for group, first, count in takebacks:
-            args.extend(
-                ("x", ipk, key(group.ep_key) if group.signed else "0", str(first), str(count))
-            )
-        for group, old, new, at, _ in rolls:
-            args.extend(
-                (
-                    "n",
-                    ipk,
-                    key(group.hold_key),
-                    key(group.ep_key),
-                    str(old),
-                    str(new),
-                    group.ep_hold_us,
-                    group.ep_lease_us,
-                    str(group.limit),
-                    str(max(0, round((sent_at - at) * _US))),
-                )
-            )
-        for path, ahead in holds.items():
-            args.extend(("h", key(self._group(path, True).hold_key), str(ahead)))
-        for path, limit in learned.items():
-            args.extend(("l", key(self._learned_key()), path, str(limit)))
-
-    def _merge_notes(self, holds: dict[str, int], learned: dict[str, int]) -> None:
-        for path, ahead in holds.items():
-            if ahead > self._holds.get(path, 0):
-                self._holds[path] = ahead
-        for path, limit in learned.items():
-            self._learned.setdefault(path, limit)
 
     def _hand_out(
         self,
@@ -643,7 +662,7 @@ class _ExchangeDriver:
                 # other budgets of this one (sharing the IP cap), count too.
                 keep = min(granted, self._allowed(group, now))
                 if keep < granted:
-                    self._takebacks.append((group, first + keep, granted - keep))
+                    self._outbox.takebacks.append((group, first + keep, granted - keep))
                     granted = keep
             group.short = granted < wanted - spare
             if wait_us > 0:
@@ -674,7 +693,7 @@ class _ExchangeDriver:
                 group.spare.extend((n, spare_until) for n in range(seq, seq + max(0, kept)))
                 seq += max(0, kept)
             if seq < end:
-                self._takebacks.append((group, seq, end - seq))
+                self._outbox.takebacks.append((group, seq, end - seq))
 
     def _roll(self, reply: list[Any], rolls: list[tuple[_Group, int, int, float, int]]) -> None:
         """Pass each renewed slot to a waiting call one hold after its answer."""
@@ -699,8 +718,8 @@ class _ExchangeDriver:
         if not waiters or self._closed or (self._caps and self._allowed(group, now) <= 0):
             # No call to pass it to, or Redis restarted since the slot was passed
             # and the restart rule allows this process no permit more: it goes back.
-            self._releases.append((group, seq, False, now))
-            self._release_now = True
+            self._outbox.releases.append((group, seq, False, now))
+            self._outbox.urgent = True
             self._kick()
             return
         for own in (self._own[""], self._own[group.key]):

@@ -477,14 +477,15 @@ class RedisLimiter(_ExchangeDriver):
             return
         if remaining == 0 and reset_in is not None and reset_in > 0:
             ahead = round((reset_in + self._limits.margin) * _US)
-            if ahead > self._holds.get(path, 0):
-                self._holds[path] = ahead
+            holds = self._outbox.holds
+            if ahead > holds.get(path, 0):
+                holds[path] = ahead
                 self._kick()
         if limit is not None and limit > 0:
             group = self._group(path, True)
             if group.source != "c" and (group.limit != limit or group.source != "l"):
                 group.limit, group.source = limit, "l"
-                self._learned[path] = limit
+                self._outbox.learned[path] = limit
                 self._kick()
 
     def limits_in_force(self) -> dict[str, LimitInForce]:
@@ -692,17 +693,19 @@ class RedisLimiter(_ExchangeDriver):
             new = self._next_id
             self._next_id += 1
             group.rolling += 1
-            self._rolls.append((group, seq, new, now, rolls + 1))
+            self._outbox.rolls.append((group, seq, new, now, rolls + 1))
             self._kick()
             return
-        first = not self._releases
-        self._releases.append((group, seq, sent, now))
-        if len(self._releases) > _MOST_PENDING:
-            del self._releases[: len(self._releases) - _MOST_PENDING]
+        outbox = self._outbox
+        releases = outbox.releases
+        first = not releases
+        releases.append((group, seq, sent, now))
+        if len(releases) > _MOST_PENDING:
+            del releases[: len(releases) - _MOST_PENDING]
         if not sent or group.short or not self._spare_size(group):
             # At once: room may have come back, or the budget is short or small
             # (where others' waits, computed from what Redis holds, are tight).
-            self._release_now = True
+            outbox.urgent = True
             if not sent:
                 for other in self._groups.values():
                     other.not_before = 0.0
