@@ -3,11 +3,12 @@
 A process talks to Redis through one *exchange* at a time: every release,
 hold and learned limit since the last exchange, and for each budget key as
 many permits as this process has calls waiting on it, go in one call of the
-script in `bybit_async.redis_scripts`.  This module holds what gathers them
-(the driver), the exchanges in flight, the hand-off of granted permits to
-the waiting calls (and of renewed slots, one hold after their answer), the
-epoch each reply names and the restart rule that follows a change of it,
-and the state while Redis cannot be reached.  `RedisLimiter` builds on it.
+script in `bybit_async.redis_scripts`.  This module holds what waits to go
+(the outbox) and what gathers it (the driver), the exchanges in flight, the
+hand-off of granted permits to the waiting calls (and of renewed slots, one
+hold after their answer; and of spare permits, to calls to come), the epoch
+each reply names and the restart rule that follows a change of it, and the
+state while Redis cannot be reached.  `RedisLimiter` builds on it.
 """
 
 from __future__ import annotations
