@@ -89,6 +89,90 @@ class _Own:
         return self.in_flight + len(cooling)
 
 
+class _RestartRule:
+    """This process's own permits by level ("" the IP), and the caps a restart puts on them.
+
+    An engine that sees Redis's epoch change keeps, until one window of the
+    new epoch has passed, to what it sent itself in the last window: the
+    engines together then send no more than they did before.
+    """
+
+    __slots__ = ("caps", "epoch", "new_cap_until", "own", "window")
+
+    def __init__(self, ip_hold: float, window: float) -> None:
+        self.own: dict[str, _Own] = {"": _Own(ip_hold)}
+        self.epoch: str | None = None
+        # After a restart: per level, the most this process may have out until
+        # the clock time given.
+        self.caps: dict[str, tuple[int, float]] = {}
+        # Until when a budget this process had not used is capped (at none).
+        self.new_cap_until = 0.0
+        # A budget's window plus the margin: how long the caps of a restart hold.
+        self.window = window
+
+    def add_budget(self, key: str, hold: float) -> None:
+        """Count this process's permits of budget *key*, each out until *hold* s after release."""
+        self.own[key] = _Own(hold)
+
+    def _levels(self, group: _Group) -> tuple[_Own, ...]:
+        own = self.own
+        return (own[""], own[group.key]) if group.signed else (own[""],)
+
+    def taken(self, group: _Group) -> None:
+        """Count a permit of *group* handed to a call."""
+        for own in self._levels(group):
+            own.in_flight += 1
+
+    def returned(self, group: _Group, sent: bool, now: float) -> None:
+        """Count a permit of *group* given back: out for a hold more if *sent*."""
+        for own in self._levels(group):
+            own.in_flight -= 1
+            if sent:
+                own.cooling.append(now + own.hold)
+
+    def epoch_seen(self, epoch: str, age: float, now: float) -> bool:
+        """Note a reply's *epoch*, *age* s old; True if it changed (Redis restarted or replaced)."""
+        if epoch == self.epoch:
+            return False
+        known, self.epoch = self.epoch, epoch
+        if known is None:
+            return False
+        self.caps = {
+            level: (own.used(now), now + own.hold - age) for level, own in self.own.items()
+        }
+        # A budget this process had not used: nothing of its own to keep to.
+        self.new_cap_until = now + self.window - age
+        return True
+
+    def allowed(self, group: _Group, now: float) -> int:
+        """How many more permits this process may take for *group* under the restart rule."""
+        caps = self.caps
+        if not caps:
+            return _MOST_PER_GROUP
+        allowed = _MOST_PER_GROUP
+        levels = ("", group.key) if group.signed else ("",)
+        for level in levels:
+            most, until = caps.get(level, (0, self.new_cap_until))
+            if now >= until:
+                caps.pop(level, None)
+                continue
+            allowed = min(allowed, most - self.own[level].used(now))
+        if all(now >= until for _, until in caps.values()) and now >= self.new_cap_until:
+            caps.clear()
+        return max(0, allowed)
+
+    def restricted_until(self, group: _Group, now: float) -> float:
+        """When *group* may next be allowed a permit under the restart rule."""
+        times: list[float] = []
+        levels = ("", group.key) if group.signed else ("",)
+        for level in levels:
+            times.append(self.caps.get(level, (0, self.new_cap_until))[1])
+            own = self.own[level]
+            if own.cooling:
+                times.append(own.cooling[0])
+        return min((t for t in times if t > now), default=now)
+
+
 class _Group:
     """The calls of this process waiting on one budget key (or on the IP alone)."""
 
@@ -306,12 +390,7 @@ class _ExchangeDriver:
         # Waiting to reach Redis with the next exchange.
         self._outbox = _Outbox()
         self._next_id = 0
-        self._own: dict[str, _Own] = {"": _Own(self._ip_hold)}
-        self._epoch: str | None = None
-        # After a restart: per level ("" for the IP), the most this process may
-        # have out until the clock time given.
-        self._caps: dict[str, tuple[int, float]] = {}
-        self._new_cap_until = 0.0
+        self._restart = _RestartRule(self._ip_hold, self._limits.window + self._limits.margin)
         self._driver: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None
         self._in_flight = 0
@@ -325,34 +404,6 @@ class _ExchangeDriver:
         self, path: str, remaining: int | None, reset_in: float | None, limit: int | None
     ) -> None:
         raise NotImplementedError
-
-    def _allowed(self, group: _Group, now: float) -> int:
-        """How many more permits this process may take for *group* under the restart rule."""
-        caps = self._caps
-        if not caps:
-            return _MOST_PER_GROUP
-        allowed = _MOST_PER_GROUP
-        levels = ("", group.key) if group.signed else ("",)
-        for level in levels:
-            most, until = caps.get(level, (0, self._new_cap_until))
-            if now >= until:
-                caps.pop(level, None)
-                continue
-            allowed = min(allowed, most - self._own[level].used(now))
-        if all(now >= until for _, until in caps.values()) and now >= self._new_cap_until:
-            caps.clear()
-        return max(0, allowed)
-
-    def _restricted_until(self, group: _Group, now: float) -> float:
-        """When *group* may next be allowed a permit under the restart rule."""
-        times: list[float] = []
-        levels = ("", group.key) if group.signed else ("",)
-        for level in levels:
-            times.append(self._caps.get(level, (0, self._new_cap_until))[1])
-            own = self._own[level]
-            if own.cooling:
-                times.append(own.cooling[0])
-        return min((t for t in times if t > now), default=now)
 
     def _kick(self) -> None:
         """Have the driver run an exchange on the next turn of the loop."""
@@ -448,18 +499,8 @@ class _ExchangeDriver:
     def _check_epoch(self, reply: Sequence[Any]) -> bool:
         """Note the epoch the reply names; True if it changed (Redis restarted or replaced)."""
         epoch = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        if epoch == self._epoch:
+        if not self._restart.epoch_seen(epoch, int(reply[1]) / _US, self._clock()):
             return False
-        known, self._epoch = self._epoch, epoch
-        if known is None:
-            return False
-        now = self._clock()
-        age = int(reply[1]) / _US
-        self._caps = {
-            level: (own.used(now), now + own.hold - age) for level, own in self._own.items()
-        }
-        # A budget this process had not used: nothing of its own to keep to.
-        self._new_cap_until = now + self._limits.window + self._limits.margin - age
         _log.warning(
             "RedisLimiter: Redis at %s came back empty or is another server; this process "
             "keeps to what it sent itself for one window",
@@ -568,7 +609,7 @@ class _ExchangeDriver:
             need = max(0, group.live() - group.asked - group.rolling) if group.waiters else 0
             spare = 0
             busy = group.wants >= _SPARE_AFTER
-            if busy and not group.asked and not group.short and not self._caps:
+            if busy and not group.asked and not group.short and not self._restart.caps:
                 size = self._spare_size(group)
                 if len(group.spare) <= size // 2:
                     spare = size - len(group.spare)
@@ -577,9 +618,9 @@ class _ExchangeDriver:
             if group.not_before > now:
                 next_at = min(next_at or group.not_before, group.not_before)
                 continue
-            wanted = min(need + spare, self._allowed(group, now) - group.asked)
+            wanted = min(need + spare, self._restart.allowed(group, now) - group.asked)
             if wanted <= 0:
-                at = self._restricted_until(group, now)
+                at = self._restart.restricted_until(group, now)
                 if at > now:
                     next_at = min(next_at or at, at)
                 continue
@@ -656,12 +697,12 @@ class _ExchangeDriver:
             self._learn(group, reply[at + 2], reply[at + 3])
             all_us = int(reply[at + 5])
             at += 6
-            if self._caps:
+            if self._restart.caps:
                 # Granted by a Redis that forgot the last window: no more than the
                 # restart rule allows; the rest go back.  Checked here, not only when
                 # asking: an exchange asked before the restart was known, and the
                 # other budgets of this one (sharing the IP cap), count too.
-                keep = min(granted, self._allowed(group, now))
+                keep = min(granted, self._restart.allowed(group, now))
                 if keep < granted:
                     self._outbox.takebacks.append((group, first + keep, granted - keep))
                     granted = keep
@@ -674,7 +715,6 @@ class _ExchangeDriver:
                 if (all_us - wait_us) / _US <= self._round_trip:
                     wait_us = all_us
                 group.not_before = sent_at + wait_us / _US
-            levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
             waiters = group.waiters
             seq = first
             end = first + granted
@@ -683,13 +723,12 @@ class _ExchangeDriver:
                     waiters.popleft()
                 if not waiters:
                     break
-                for own in levels:
-                    own.in_flight += 1
+                self._restart.taken(group)
                 waiters.popleft().set_result((seq, usable_until, 0))
                 seq += 1
             if seq < end:  # for calls to come, or callers gone meanwhile
                 # None kept under the restart rule: a spare permit skips _allowed.
-                room = 0 if self._caps else self._spare_size(group) - len(group.spare)
+                room = 0 if self._restart.caps else self._spare_size(group) - len(group.spare)
                 kept = min(end - seq, room)
                 group.spare.extend((n, spare_until) for n in range(seq, seq + max(0, kept)))
                 seq += max(0, kept)
@@ -716,15 +755,18 @@ class _ExchangeDriver:
         while waiters and waiters[0].done():
             waiters.popleft()
         now = self._clock()
-        if not waiters or self._closed or (self._caps and self._allowed(group, now) <= 0):
+        if (
+            not waiters
+            or self._closed
+            or (self._restart.caps and self._restart.allowed(group, now) <= 0)
+        ):
             # No call to pass it to, or Redis restarted since the slot was passed
             # and the restart rule allows this process no permit more: it goes back.
             self._outbox.releases.append((group, seq, False, now))
             self._outbox.urgent = True
             self._kick()
             return
-        for own in (self._own[""], self._own[group.key]):
-            own.in_flight += 1
+        self._restart.taken(group)
         waiters.popleft().set_result((seq, due + self._handover, rolls))
 
     def _fail_waiters(self, result: None) -> None:

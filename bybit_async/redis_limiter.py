@@ -96,7 +96,6 @@ from .redis_exchange import (
     _US,
     _ExchangeDriver,
     _Group,
-    _Own,
 )
 from .redis_scripts import EXCHANGE
 
@@ -454,10 +453,7 @@ class RedisLimiter(_ExchangeDriver):
             return None
         seq = spare.popleft()[0]
         group.wants += 1
-        own = self._own
-        own[""].in_flight += 1
-        if signed:
-            own[path].in_flight += 1
+        self._restart.taken(group)
         if len(spare) <= self._spare_size(group) // 2:
             self._kick()
         return _RedisPermit(self, group, seq, local, 0)
@@ -524,7 +520,7 @@ class RedisLimiter(_ExchangeDriver):
         self._check_epoch(reply)
         self._learn(group, reply[4], reply[5])
         free = int(reply[6])
-        return max(0, min(free, self._allowed(group, self._clock())))
+        return max(0, min(free, self._restart.allowed(group, self._clock())))
 
     async def warm_up(self) -> None:
         """Connect to Redis and load the script ahead of the first call.
@@ -647,7 +643,7 @@ class RedisLimiter(_ExchangeDriver):
                 base = f"{self._prefix}:acct:{self._account}"
                 group.ep_key = f"{base}:ep:{path}"
                 group.hold_key = f"{base}:hold:{path}"
-                self._own[path] = _Own(window + self._limits.margin)
+                self._restart.add_budget(path, window + self._limits.margin)
             self._plan(group)
         return group
 
@@ -670,11 +666,7 @@ class RedisLimiter(_ExchangeDriver):
 
     def _give_back(self, group: _Group, seq: int, sent: bool, rolls: int = _MOST_ROLLS) -> None:
         now = self._clock()
-        levels = (self._own[""], self._own[group.key]) if group.signed else (self._own[""],)
-        for own in levels:
-            own.in_flight -= 1
-            if sent:
-                own.cooling.append(now + own.hold)
+        self._restart.returned(group, sent, now)
         if self._closed and self._driver is None:
             return  # nothing connects any more: the lease takes it back
         if (
@@ -683,7 +675,7 @@ class RedisLimiter(_ExchangeDriver):
             and group.signed
             and not self._closed
             and self._down is None
-            and not self._caps
+            and not self._restart.caps
             and group.short
             and self._round_trip * 100 > group.window
             and group.live() - group.asked - group.rolling > 0
