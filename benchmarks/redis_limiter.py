@@ -247,6 +247,24 @@ async def _session_cost(redis_url: str, redis_pid: int | None, sweeps: int, requ
     }
 
 
+def _two_engines(sim: Any, redis_url: str, per_engine: int, prefix: str) -> list[Json]:
+    """Configs of 2 engines on one new account and IP scope through *redis_url*, at `LIMIT`."""
+    account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    return [
+        {
+            "api_key": sim.api_key,
+            "api_secret": sim.api_secret,
+            "limit": LIMIT,
+            "limiter": "redis",
+            "redis_url": redis_url,
+            "account": account,
+            "ip_scope": scope,
+            "symbols": [f"{prefix}{p}X{i:03d}USDT" for i in range(per_engine)],
+        }
+        for p in range(2)
+    ]
+
+
 async def _distance(redis_port: int, per_engine: int) -> Json:
     """2 engines x N calls on one account at 10/s: Redis next door, and 100 ms away each way."""
     from bybit_async.testing import BybitSimulator, NetworkDelay
@@ -257,20 +275,7 @@ async def _distance(redis_port: int, per_engine: int) -> Json:
         for where, url in (("near", f"redis://127.0.0.1:{redis_port}/0"), ("far", proxy.url)):
             delay = NetworkDelay(low=0.005, high=0.015)
             async with BybitSimulator(network_delay=delay, instruments=None) as sim:
-                account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-                configs = [
-                    {
-                        "api_key": sim.api_key,
-                        "api_secret": sim.api_secret,
-                        "limit": LIMIT,
-                        "limiter": "redis",
-                        "redis_url": url,
-                        "account": account,
-                        "ip_scope": scope,
-                        "symbols": [f"D{p}X{i:03d}USDT" for i in range(per_engine)],
-                    }
-                    for p in range(2)
-                ]
+                configs = _two_engines(sim, url, per_engine, "D")
                 results = await _engines(sim.url, configs)
                 out[where] = {
                     "wall_s": max(r["seconds"] for r in results),
@@ -363,20 +368,7 @@ async def _restart(server: Any, per_engine: int) -> Json:
 
     delay = NetworkDelay(low=0.005, high=0.015)
     async with BybitSimulator(network_delay=delay, instruments=None) as sim:
-        account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-        configs = [
-            {
-                "api_key": sim.api_key,
-                "api_secret": sim.api_secret,
-                "limit": LIMIT,
-                "limiter": "redis",
-                "redis_url": server.url,
-                "account": account,
-                "ip_scope": scope,
-                "symbols": [f"R{p}X{i:03d}USDT" for i in range(per_engine)],
-            }
-            for p in range(2)
-        ]
+        configs = _two_engines(sim, server.url, per_engine, "R")
         run = asyncio.ensure_future(_engines(sim.url, configs))
         await sim.wait_for_requests(per_engine)  # about half way
         await asyncio.to_thread(server.stop)

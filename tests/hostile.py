@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bybit_async import BybitSession
+
 TIME = "/v5/market/time"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,3 +119,10 @@ async def serve() -> AsyncIterator[HostileServer]:
         yield server
     finally:
         await server.stop()
+
+
+def session_for(server: HostileServer, **kwargs: Any) -> BybitSession:
+    """A session against *server*, with back-off scaled down to a millisecond."""
+    options: dict[str, Any] = {"base_url": server.url, "backoff_initial": 0.001}
+    options.update(kwargs)
+    return BybitSession("key", "secret", **options)

@@ -26,7 +26,7 @@ from bybit_async.events import CallEnded
 from bybit_async.positions import MAX_PAGES, POSITION_LIST
 from bybit_async.stats import MAX_KEYS, OTHER, OTHER_CODE, StatsRecorder
 
-from .hostile import HostileServer, envelope, serve
+from .hostile import HostileServer, envelope, serve, session_for
 
 GUARD = 30  # seconds: turns a hang into a failure, measures nothing
 PATH = "/v5/position/set-auto-add-margin"
@@ -36,12 +36,6 @@ PATH = "/v5/position/set-auto-add-margin"
 async def server() -> AsyncIterator[HostileServer]:
     async for started in serve():
         yield started
-
-
-def session_for(server: HostileServer, **kwargs: Any) -> BybitSession:
-    options: dict[str, Any] = {"base_url": server.url, "backoff_initial": 0.001}
-    options.update(kwargs)
-    return BybitSession("key", "secret", **options)
 
 
 def item(symbol: str, idx: int = 0, size: str = "1", flag: int = 0) -> dict[str, Any]:

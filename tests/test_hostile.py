@@ -13,7 +13,6 @@ import pickle
 import time
 import traceback
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import ClientTimeout, web
@@ -35,7 +34,7 @@ from bybit_async import (
 from bybit_async.testing import BybitSimulator, Fault
 
 from .conftest import MakeSession
-from .hostile import HostileServer, envelope, gzip_bomb, serve, server_time
+from .hostile import HostileServer, envelope, gzip_bomb, serve, server_time, session_for
 
 PATH = "/v5/position/set-auto-add-margin"
 BODY = {"category": "linear", "symbol": "BTCUSDT", "autoAddMargin": 1}
@@ -53,12 +52,6 @@ async def evil() -> AsyncIterator[HostileServer]:
     """A second host, which must never see a request."""
     async for started in serve():
         yield started
-
-
-def session_for(server: HostileServer, **kwargs: Any) -> BybitSession:
-    options: dict[str, Any] = {"base_url": server.url, "backoff_initial": 0.001}
-    options.update(kwargs)
-    return BybitSession("key", "secret", **options)
 
 
 # -- 1. server wait hints beyond max_server_wait --------------------------------

@@ -476,16 +476,19 @@ def test_a_limiter_needs_an_account_before_use() -> None:
         asyncio.run(use())
 
 
-async def test_command_line_shares_the_budget_through_redis_url(
-    redis_server: RedisServer, inspect: Redis
-) -> None:
-    account = unique("cli")
+async def set_flag_through_redis(redis_url: str, account: str, *options: str) -> str:
+    """Run ``set-auto-add-margin BTCUSDT --on --json`` sharing *account* through *redis_url*.
+
+    Against a simulator of its own, with no Redis password in the
+    environment; returns what it printed.
+    """
     async with BybitSimulator(instruments=None) as sim:
         env = {
             **{k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
             "BYBIT_API_KEY": sim.api_key,
             "BYBIT_API_SECRET": sim.api_secret,
         }
+        env.pop("BYBIT_REDIS_PASSWORD", None)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -496,7 +499,8 @@ async def test_command_line_shares_the_budget_through_redis_url(
             "--base-url",
             sim.url,
             "--redis-url",
-            redis_server.url,
+            redis_url,
+            *options,
             "--account",
             account,
             "--json",
@@ -506,7 +510,15 @@ async def test_command_line_shares_the_budget_through_redis_url(
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, err.decode()
-        assert json.loads(out.decode().splitlines()[0])["symbol"] == "BTCUSDT"
+    return out.decode()
+
+
+async def test_command_line_shares_the_budget_through_redis_url(
+    redis_server: RedisServer, inspect: Redis
+) -> None:
+    account = unique("cli")
+    out = await set_flag_through_redis(redis_server.url, account)
+    assert json.loads(out.splitlines()[0])["symbol"] == "BTCUSDT"
     assert await inspect.exists(f"bybit-async:acct:{account}:ep:{PATH}")
 
 
@@ -903,35 +915,7 @@ async def test_command_line_reads_the_redis_password_from_a_file(
     secret = tmp_path / "redis-password"
     secret.write_text("s3cret\n")
     account = unique("cli")
-    async with BybitSimulator(instruments=None) as sim:
-        env = {
-            **{k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
-            "BYBIT_API_KEY": sim.api_key,
-            "BYBIT_API_SECRET": sim.api_secret,
-        }
-        env.pop("BYBIT_REDIS_PASSWORD", None)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bybit_async",
-            "set-auto-add-margin",
-            "BTCUSDT",
-            "--on",
-            "--base-url",
-            sim.url,
-            "--redis-url",
-            own_redis.url,
-            "--redis-password-file",
-            str(secret),
-            "--account",
-            account,
-            "--json",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, err.decode()
+    await set_flag_through_redis(own_redis.url, account, "--redis-password-file", str(secret))
     await admin.execute_command("AUTH", "s3cret")
     assert await admin.exists(f"bybit-async:acct:{account}:ep:{PATH}")
     await admin.aclose()
