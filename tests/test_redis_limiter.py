@@ -249,7 +249,13 @@ async def test_redis_stopped_mid_run_falls_back_to_local_and_comes_back(
             assert all(isinstance(o, ApiResponse) for o in outcomes), outcomes
             assert sim.count(ret_code=10006) == 0
             assert sim.max_in_window(PATH, 1.0) <= 5
-            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            # Only the limiter's own records: asyncio's debug mode may add a
+            # slow-callback warning of its own on a loaded machine.
+            warnings = [
+                r
+                for r in caplog.records
+                if r.levelno == logging.WARNING and r.name.startswith("bybit_async")
+            ]
             assert len(warnings) == 1, warnings
             assert "unreachable" in warnings[0].getMessage()
             assert not limiter.redis_ok
