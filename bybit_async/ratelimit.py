@@ -239,11 +239,13 @@ class _Level:
 
 
 class _LocalPermit:
+    # No __init__: made on every request, and a class without one is called
+    # without a Python frame (cheaper than object.__new__, which checks its
+    # argument); the limiter sets both slots (_permit).
     __slots__ = ("_endpoint", "_limiter")
 
-    def __init__(self, limiter: LocalLimiter, endpoint: _Level | None) -> None:
-        self._limiter: LocalLimiter | None = limiter
-        self._endpoint = endpoint
+    _limiter: LocalLimiter | None
+    _endpoint: _Level | None
 
     def release(self, sent: bool = True) -> None:
         limiter, self._limiter = self._limiter, None
@@ -273,7 +275,12 @@ class _LocalPermit:
             limiter._ip_budget._dispatch()
 
 
-_new_permit = object.__new__
+def _permit(limiter: LocalLimiter, endpoint: _Level | None) -> _LocalPermit:
+    """A permit of *limiter* and *endpoint* (None: the IP's alone)."""
+    permit = _LocalPermit()
+    permit._limiter = limiter
+    permit._endpoint = endpoint
+    return permit
 
 
 class _Waiter:
@@ -532,8 +539,8 @@ class LocalLimiter:
         if endpoint is not None:
             endpoint.in_flight += 1
         ip.in_flight += 1
-        # Made without a call of __init__: one Python frame fewer per request.
-        permit = _new_permit(_LocalPermit)
+        # _permit, written out: one Python frame fewer per request.
+        permit = _LocalPermit()
         permit._limiter = self
         permit._endpoint = endpoint
         return permit
@@ -625,7 +632,7 @@ class LocalLimiter:
         if endpoint is not None:
             endpoint.in_flight += 1
         self._ip.in_flight += 1
-        return _LocalPermit(self, endpoint)
+        return _permit(self, endpoint)
 
 
 # -- one IP budget per egress, per event loop -----------------------------------
