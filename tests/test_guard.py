@@ -23,6 +23,8 @@ from .conftest import MakeSession
 from .test_stream import FAST, client_tasks, push
 
 WRITE = SET_AUTO_ADD_MARGIN_PATH
+#: Seconds without a row or event after which a wait fails the test.
+STUCK = 60.0
 
 
 @pytest.fixture
@@ -54,14 +56,23 @@ class Actions:
 
     async def wait(self, symbol: str, status: str, count: int = 1) -> list[EnsureRow]:
         while len(self.of(symbol, status)) < count:
-            self._changed.clear()
-            await self._changed.wait()
+            await self._next(f"{count} {status!r} row(s) of {symbol}")
         return self.of(symbol, status)
 
     async def wait_event(self, kind: type[Any], count: int = 1) -> None:
         while sum(isinstance(e, kind) for e in self.events) < count:
-            self._changed.clear()
-            await self._changed.wait()
+            await self._next(f"{count} {kind.__name__} event(s)")
+
+    async def _next(self, what: str) -> None:
+        # A bound, should it never come: the test then fails saying what it
+        # saw instead of hanging the whole run.
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), STUCK)
+        except asyncio.TimeoutError:
+            seen = [(r.symbol, r.status, r.reason) for r in self.rows]
+            kinds = [type(e).__name__ for e in self.events]
+            pytest.fail(f"no {what} in {STUCK} s; rows {seen}; events {kinds}")
 
 
 @pytest.fixture
@@ -169,6 +180,10 @@ async def test_a_stale_push_after_a_confirmed_write_is_read_not_written(
     async with guarding(session, actions, pong_timeout=10.0):
         await _connected(session, actions)
         sim.stream.push_raw(push("BTCUSDT", 1, autoAddMargin=0))
+        # The simulator's own push of the write comes long after: were it due
+        # with the stale one (a loop late by the few ms between them), the
+        # stream would hand on only the newer state, and there is nothing to read.
+        sim.stream.push_delay = 30.0
         await actions.wait("BTCUSDT", "changed")
         (row,) = await actions.wait("BTCUSDT", "unchanged")
     assert row.reason == "already on (read)"
