@@ -131,23 +131,16 @@ async def _sweep_round(redis_url: str, per_process: int) -> Json:
     out: Json = {}
     for kind in ("shared", "single"):
         async with BybitSimulator(network_delay=delay, instruments=None) as sim:
-            common = {"api_key": sim.api_key, "api_secret": sim.api_secret, "limit": LIMIT}
             if kind == "shared":
-                account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+                shared = _one_account(sim, redis_url)
                 configs = [
-                    {
-                        **common,
-                        "limiter": "redis",
-                        "redis_url": redis_url,
-                        "account": account,
-                        "ip_scope": scope,
-                        "symbols": [f"P{p}X{i:03d}USDT" for i in range(per_process)],
-                    }
+                    {**shared, "symbols": [f"P{p}X{i:03d}USDT" for i in range(per_process)]}
                     for p in range(PROCESSES)
                 ]
             else:
                 symbols = [f"S{i:04d}USDT" for i in range(per_process * PROCESSES)]
-                configs = [{**common, "limiter": "local", "symbols": symbols}]
+                local = {"api_key": sim.api_key, "api_secret": sim.api_secret, "limit": LIMIT}
+                configs = [{**local, "limiter": "local", "symbols": symbols}]
             results = await _engines(sim.url, configs)
             out[kind] = {
                 "wall_s": max(r["seconds"] for r in results),
@@ -247,20 +240,24 @@ async def _session_cost(redis_url: str, redis_pid: int | None, sweeps: int, requ
     }
 
 
+def _one_account(sim: Any, redis_url: str) -> Json:
+    """What every engine of one new account and IP scope through *redis_url* shares, at `LIMIT`."""
+    return {
+        "api_key": sim.api_key,
+        "api_secret": sim.api_secret,
+        "limit": LIMIT,
+        "limiter": "redis",
+        "redis_url": redis_url,
+        "account": f"bench-{uuid.uuid4().hex[:8]}",
+        "ip_scope": uuid.uuid4().hex,
+    }
+
+
 def _two_engines(sim: Any, redis_url: str, per_engine: int, prefix: str) -> list[Json]:
     """Configs of 2 engines on one new account and IP scope through *redis_url*, at `LIMIT`."""
-    account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    shared = _one_account(sim, redis_url)
     return [
-        {
-            "api_key": sim.api_key,
-            "api_secret": sim.api_secret,
-            "limit": LIMIT,
-            "limiter": "redis",
-            "redis_url": redis_url,
-            "account": account,
-            "ip_scope": scope,
-            "symbols": [f"{prefix}{p}X{i:03d}USDT" for i in range(per_engine)],
-        }
+        {**shared, "symbols": [f"{prefix}{p}X{i:03d}USDT" for i in range(per_engine)]}
         for p in range(2)
     ]
 
@@ -301,16 +298,9 @@ async def _stall(redis_url: str) -> Json:
 
     delay = NetworkDelay(low=0.005, high=0.015)
     async with BybitSimulator(network_delay=delay, instruments=None) as sim:
-        account, scope = f"bench-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         common = {
+            **_one_account(sim, redis_url),
             "base_url": sim.url,
-            "api_key": sim.api_key,
-            "api_secret": sim.api_secret,
-            "limit": LIMIT,
-            "limiter": "redis",
-            "redis_url": redis_url,
-            "account": account,
-            "ip_scope": scope,
             "lease": 0.5,
             "handover": 0.5,
         }

@@ -143,11 +143,11 @@ class CallsUnderWay:
         """
         task = asyncio.current_task()
         if task is None or task in self.tasks:  # no task to end, or a call within a call
-            if again is None:
-                return await work
             try:
                 return await work
             except BybitError as first:
+                if again is None:
+                    raise
                 return await again(first)
         self.tasks[task] = None
         timer = (
@@ -161,13 +161,12 @@ class CallsUnderWay:
         try:
             # The first attempt is awaited here rather than in a coroutine of the
             # session's: a call that succeeds at once passes through one fewer.
-            if again is None:
+            try:
                 result = await work
-            else:
-                try:
-                    result = await work
-                except BybitError as first:
-                    result = await again(first)
+            except BybitError as first:
+                if again is None:
+                    raise
+                result = await again(first)
         except asyncio.CancelledError:
             reason = self.tasks[task]
             if reason is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
@@ -114,6 +114,13 @@ async def inspect(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+async def ended_by_close(*waiting: Awaitable[object]) -> None:
+    """Each of *waiting*, a call still waiting when its limiter closed, raises for the close."""
+    for call in waiting:
+        with pytest.raises(LimiterUnavailableError, match="closed"):
+            await call
 
 
 async def script_calls(client: Redis) -> int:
@@ -217,8 +224,7 @@ async def test_a_slot_passes_at_most_most_rolls_times_in_a_row_then_goes_back_to
         [member] = await inspect.zrange(ep_key, 0, -1)
         assert member == holder  # released, counted until one hold after its answer
         assert not waiting[-1].done()
-    with pytest.raises(LimiterUnavailableError, match="closed"):
-        await waiting[-1]
+    await ended_by_close(waiting[-1])
 
 
 async def test_a_slot_passing_as_redis_restarts_keeps_to_the_restart_rule(
@@ -256,8 +262,7 @@ async def test_a_slot_passing_as_redis_restarts_keeps_to_the_restart_rule(
             # The new permit went back to Redis; the call waits for the rule to allow it.
             assert await inspect.zcard(ep_key) == 0
             assert not waiting.done()
-        with pytest.raises(LimiterUnavailableError, match="closed"):
-            await waiting
+        await ended_by_close(waiting)
 
 
 # -- restart trimming ---------------------------------------------------------------------
@@ -321,9 +326,7 @@ async def test_the_grant_that_finds_redis_restarted_keeps_only_what_the_restart_
         assert await inspect.zcard(ep_key) == 2
         for done in waiting[:2]:
             done.result().release(sent=False)
-    for still in waiting[2:]:
-        with pytest.raises(LimiterUnavailableError, match="closed"):
-            await still
+    await ended_by_close(*waiting[2:])
 
 
 async def test_after_a_restart_grants_of_several_budgets_together_keep_to_the_ip_cap(
@@ -363,9 +366,7 @@ async def test_after_a_restart_grants_of_several_budgets_together_keep_to_the_ip
         assert await inspect.zcard(ip_key) == 2
         for done in waiting[:2]:
             done.result().release(sent=False)
-    for still in waiting[2:]:
-        with pytest.raises(LimiterUnavailableError, match="closed"):
-            await still
+    await ended_by_close(*waiting[2:])
 
 
 async def test_a_grant_asked_before_a_restart_was_noticed_keeps_to_the_restart_rule(
@@ -398,8 +399,7 @@ async def test_a_grant_asked_before_a_restart_was_noticed_keeps_to_the_restart_r
         await limiter.flush()  # the permit granted beyond the rule goes back
         assert not waiting.done()
         assert await inspect.zcard(ep_key) == 0
-    with pytest.raises(LimiterUnavailableError, match="closed"):
-        await waiting
+    await ended_by_close(waiting)
 
 
 # -- when to ask again ----------------------------------------------------------------------
