@@ -204,33 +204,62 @@ class Limiter(Protocol):
 class _Level:
     """The permits of one limit: *limit* of them, each out until *hold* s after release.
 
-    While *source* is ``"unknown"`` only requests in flight count: one at a
-    time until an answer states the limit.  Released permits still cool
-    down, so that they count once the limit is known.
+    *room* is how many may be taken now: the limit less the permits in
+    flight and those cooling down, kept as one count because it is read on
+    every request.  Permits that have cooled are counted back in batches
+    (`prune`), so *room* may understate what is free, never overstate it.
+
+    While *source* is ``"unknown"`` only requests in flight count (*room*
+    is 1 less them): one at a time until an answer states the limit.
+    Released permits still cool down, so that they count once the limit is
+    known.
     """
 
-    __slots__ = ("cooling", "hold", "in_flight", "limit", "margin", "source", "unknown", "window")
+    __slots__ = ("cooling", "hold", "lag", "limit", "margin", "room", "source", "unknown", "window")
 
     def __init__(self, limit: int, window: float, margin: float, source: LimitSource) -> None:
         self.limit = limit
         self.window = window
         self.margin = margin
         self.hold = window + margin
+        # A release prunes only once the oldest permit has been back this long:
+        # one prune per batch of permits instead of one per request, and at
+        # most an eighth of a window more kept in memory.
+        self.lag = self.hold / 8
         self.source: LimitSource = source
-        # source == "unknown", kept as a flag: free() runs on every request.
+        # source == "unknown", kept as a flag: it is read on every release.
         self.unknown = source == "unknown"
-        self.in_flight = 0
+        self.room = 1 if self.unknown else limit
         # Times at which released permits come back; ascending, since releases
         # are stamped with a monotonic clock and *hold* is fixed.
         self.cooling: deque[float] = deque()
 
-    def free(self, now: float) -> int:
+    @property
+    def in_flight(self) -> int:
+        """Permits taken and not yet released."""
+        if self.unknown:
+            return 1 - self.room
+        return self.limit - self.room - len(self.cooling)
+
+    def prune(self, now: float) -> None:
+        """Count back the permits that have cooled by *now*."""
         cooling = self.cooling
+        before = len(cooling)
         while cooling and cooling[0] <= now:
             cooling.popleft()
-        if self.unknown:
-            return 1 - self.in_flight
-        return self.limit - self.in_flight - len(cooling)
+        if not self.unknown:
+            self.room += before - len(cooling)
+
+    def free(self, now: float) -> int:
+        self.prune(now)
+        return self.room
+
+    def set_limit(self, limit: int) -> None:
+        """Make *limit* the limit from now on; an unknown level becomes known."""
+        in_flight = self.in_flight
+        self.limit = limit
+        self.unknown = False
+        self.room = limit - in_flight - len(self.cooling)
 
     def next_return(self) -> float | None:
         if self.unknown:
@@ -255,22 +284,24 @@ class _LocalPermit:
         # its own: this runs on every request, and one call is cheaper than two.
         endpoint = self._endpoint
         ip = limiter._ip
-        ip.in_flight -= 1
-        if endpoint is not None:
-            endpoint.in_flight -= 1
         if sent:
+            # In flight until now, cooling from now: the room stays as it is.
             now = limiter._clock()
-            # Pruned here as well as in _Level.free: try_acquire prunes only a
-            # level that looks full, and a level out of reach never does.
             cooling = ip.cooling
-            while cooling and cooling[0] <= now:
-                cooling.popleft()
             cooling.append(now + ip.hold)
+            if cooling[0] < now - ip.lag:
+                ip.prune(now)
             if endpoint is not None:
                 cooling = endpoint.cooling
-                while cooling and cooling[0] <= now:
-                    cooling.popleft()
                 cooling.append(now + endpoint.hold)
+                if cooling[0] < now - endpoint.lag:
+                    endpoint.prune(now)
+                if endpoint.unknown:  # only requests in flight count
+                    endpoint.room += 1
+        else:
+            ip.room += 1
+            if endpoint is not None:
+                endpoint.room += 1
         if limiter._ip_budget._waiting:
             limiter._ip_budget._dispatch()
 
@@ -476,7 +507,7 @@ class LocalLimiter:
         """
         if self._ip_given or budget is self._ip_budget:
             return
-        if self._ip.in_flight or self._queues or self._ip.cooling:
+        if self._ip.room != self._ip.limit or self._queues:
             # Already in use (by a session of another egress): switching now
             # would lose the permits it has out; it keeps the budget it has.
             _log.debug("LocalLimiter already in use; keeps its own IP budget")
@@ -519,26 +550,23 @@ class LocalLimiter:
             return None
         ip = self._ip
         endpoint: _Level | None = None
-        # This runs on every request.  A level's permits out, counted before
-        # the cooled ones are pruned, can only overstate what is taken: a
-        # level with room by that count has room, and only a level without
-        # it needs the clock and the pruning (_Level.free).
-        if ip.limit - ip.in_flight - len(ip.cooling) <= 0 and ip.free(self._clock()) <= 0:
+        # This runs on every request.  A level's room, with cooled permits
+        # counted back only in batches, can only understate what is free: a
+        # level with room has it, and only one without needs the clock and
+        # the pruning (_Level.free).
+        if ip.room <= 0 and ip.free(self._clock()) <= 0:
             return None
         if signed:
             endpoint = self._endpoints.get(path)
             if endpoint is None:
                 endpoint = self._endpoint(path)
-            if (
-                endpoint.limit - endpoint.in_flight - len(endpoint.cooling) <= 0
-                and endpoint.free(self._clock()) <= 0
-            ):
+            if endpoint.room <= 0 and endpoint.free(self._clock()) <= 0:
                 return None
         if self._blocked_until and self._blocked(path, self._clock()):
             return None
         if endpoint is not None:
-            endpoint.in_flight += 1
-        ip.in_flight += 1
+            endpoint.room -= 1
+        ip.room -= 1
         # _permit, written out: one Python frame fewer per request.
         permit = _LocalPermit()
         permit._limiter = self
@@ -583,9 +611,8 @@ class LocalLimiter:
                 level = self._endpoint(path)
             if level.source != "configured" and (level.limit != limit or level.source != "learned"):
                 opened = level.unknown or limit > level.limit
-                level.limit = limit
+                level.set_limit(limit)
                 level.source = "learned"
-                level.unknown = False
                 if opened and self._ip_budget._waiting:
                     self._ip_budget._dispatch()
         if remaining == 0 and reset_in is not None and reset_in > 0:
@@ -630,8 +657,8 @@ class LocalLimiter:
 
     def _grant(self, endpoint: _Level | None) -> Permit:
         if endpoint is not None:
-            endpoint.in_flight += 1
-        self._ip.in_flight += 1
+            endpoint.room -= 1
+        self._ip.room -= 1
         return _permit(self, endpoint)
 
 

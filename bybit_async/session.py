@@ -707,9 +707,13 @@ class BybitSession:
         http = self._http or self._open(method, path)
         if signed and self._clock.offset_ms is None:
             await self._sync_clock()
-        permit = self._permit_at_once(key, signed)
+        # _permit_at_once, written out: one Python call fewer per request.
+        try_acquire = self._try_acquire
+        permit = None if try_acquire is None else try_acquire(key, signed)
         if permit is None:
             permit = await self._acquire(method, path, number, key, signed)
+        elif self._stats is not None:
+            self._stats.at_once += 1
         generation = self._clock.generation
         task = asyncio.current_task()
         calls = self._calls
@@ -757,7 +761,7 @@ class BybitSession:
             return None
         permit = try_acquire(key, signed)
         if permit is not None and self._stats is not None:
-            self._stats.had_at_once()
+            self._stats.at_once += 1
         return permit
 
     async def _acquire(

@@ -340,7 +340,7 @@ class StatsRecorder:
         "_wait_wall",
         "_waits",
         "_wall",
-        "_zero_waits",
+        "at_once",
     )
 
     def __init__(
@@ -367,9 +367,10 @@ class StatsRecorder:
         self._waits: deque[float] = deque(maxlen=SAMPLES)
         self._wait_count = 0
         self._wait_total = 0.0
-        # Permits had at once, not yet among the samples: a count costs less
-        # per request than a sample, and zeros add nothing to the total.
-        self._zero_waits = 0
+        #: Permits had at once (waits of zero) not yet among the samples.  The
+        #: session adds to it itself: a count costs less per request than a
+        #: sample or a call, and zeros add nothing to the total.
+        self.at_once = 0
         # The union of the waits so far: its length, and its last disjoint
         # spans [start, end] (older ones are final: no wait reaches back past
         # _WAIT_SPANS gaps in practice, and if one does it is counted twice).
@@ -431,18 +432,14 @@ class StatsRecorder:
         """Count a retry after a failure for *reason*."""
         _count(self._retries, reason, OTHER)
 
-    def had_at_once(self) -> None:
-        """Record a permit had at once: a wait of zero."""
-        self._zero_waits += 1
-
     def _count_zero_waits(self) -> None:
-        zeros, self._zero_waits = self._zero_waits, 0
+        zeros, self.at_once = self.at_once, 0
         self._wait_count += zeros
         self._waits.extend(itertools.repeat(0.0, min(zeros, SAMPLES)))
 
     def waited(self, seconds: float) -> None:
         """Record one wait for the rate limiter, which ended now."""
-        if self._zero_waits:
+        if self.at_once:
             self._count_zero_waits()
         self._waits.append(seconds)
         self._wait_count += 1
@@ -513,7 +510,7 @@ class StatsRecorder:
         *halted*, if given, is the halt's state now, and *limits* the limits
         in force by budget.
         """
-        if self._zero_waits:
+        if self.at_once:
             self._count_zero_waits()
         paths = {name: row.snapshot() for name, row in sorted(self._paths.items())}
         clock = self._clock

@@ -171,6 +171,18 @@ async def test_an_unknown_budget_allows_one_request_until_its_limit_is_stated() 
     second.result().release()
 
 
+def test_a_permit_in_flight_when_the_limit_is_stated_counts_once() -> None:
+    clock = FakeClock()
+    lim = LocalLimiter(RateLimits(), clock=clock)
+    first = done_without_waiting(lim.acquire(UNKNOWN))
+    lim.observe(UNKNOWN, 2, None, 3)  # stated while the first is still out
+    assert lim.available(UNKNOWN) == 2
+    first.release()  # from in flight to cooling: no more room, no less
+    assert lim.available(UNKNOWN) == 2
+    clock.now += 1.02
+    assert lim.available(UNKNOWN) == 3
+
+
 async def test_an_unknown_budget_never_shares_another_paths_budget() -> None:
     lim = LocalLimiter(RateLimits(), clock=FakeClock())
     held = [done_without_waiting(lim.acquire(PATH)) for _ in range(10)]
