@@ -3,9 +3,9 @@
 Every request goes through `BybitSession.request`, which serializes the
 parameters once and then, for each attempt, takes a permit from the limiter,
 stamps and signs the request afresh, sends it, gives the permit back when the
-answer arrives and maps the answer.  Endpoint methods such
-as `BybitSession.set_auto_add_margin` only validate their arguments and
-call it.
+answer arrives and reads the answer (`bybit_async.answers`).  Endpoint
+methods such as `BybitSession.set_auto_add_margin` only validate their
+arguments and call it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import orjson
 from yarl import URL
 
 from ._version import __version__
+from .answers import AnswerReader
 from .calls import CallsUnderWay
 from .clock import ServerClock, TimeSample, parse_time_nano
 from .egress import Egress, egress_for, egress_name
@@ -35,18 +36,12 @@ from .endpoint_limits import CATEGORY_KEYS, budget_key
 from .errors import (
     BybitAPIError,
     BybitError,
-    HTTPStatusError,
     InvalidResponseError,
     LimiterUnavailableError,
     SessionClosedError,
-    error_for_ret_code,
-    error_for_status,
-    is_not_modified,
 )
 from .events import (
     LIMITER_WAIT_REPORTED,
-    AttemptAnswered,
-    AttemptFailed,
     ClockSynced,
     Event,
     EventHook,
@@ -60,9 +55,7 @@ from .http import (
     Connector,
     close_sockets,
     frameless,
-    int_header,
     read_capped,
-    redirect_detail,
     scrubbed,
     transport_error,
 )
@@ -71,14 +64,13 @@ from .positions import EnsureReport, EnsureRow, Position, auto_add_margin_params
 from .positions import ensure_auto_add_margin as _ensure_auto_add_margin
 from .positions import get_positions as _get_positions
 from .ratelimit import (
-    MAX_LEARNED_LIMIT,
     Limiter,
     LocalLimiter,
     Permit,
     RateLimits,
     shared_ip_budget,
 )
-from .retry import RetryPolicy, RetryRule, rule_for
+from .retry import RetryPolicy, RetryRule
 from .signing import Signer, signer_for
 from .stats import SessionStats, StatsRecorder
 from .stream import PositionStream, StreamLink, private_stream_url
@@ -132,25 +124,6 @@ def _is_coroutine_function(hook: object) -> bool:
     while isinstance(hook, functools.partial):
         hook = hook.func
     return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__)
-
-
-def _observer(limiter: Limiter) -> Callable[[str, int | None, float | None, int | None], None]:
-    """*limiter*'s ``observe``, called without the limit if it takes none (0.2's protocol)."""
-    observe = limiter.observe
-    try:
-        inspect.signature(observe).bind("", None, None, None)
-    except TypeError:
-        _log.debug("%r: observe takes no limit; learned limits are not passed to it", limiter)
-
-        def without_limit(
-            path: str, remaining: int | None, reset_in: float | None, _limit: int | None
-        ) -> None:
-            observe(path, remaining, reset_in)
-
-        return without_limit
-    except ValueError:  # no signature to read (a builtin): called as the protocol says
-        pass
-    return observe
 
 
 def _check_deadline(deadline: object) -> None:
@@ -327,7 +300,6 @@ class BybitSession:
         self._callback_failures: set[type[BaseException]] = set()
         self._signer = signer
         self._limiter = limiter
-        self._observe = None if limiter is None else _observer(limiter)
         # A limiter may grant at once without a coroutine (LocalLimiter and
         # RedisLimiter do).
         self._try_acquire: Callable[[str, bool], Permit | None] | None = getattr(
@@ -347,8 +319,16 @@ class BybitSession:
             max_server_wait=max_server_wait,
             sleep=self._calls.back_off,
         )
-        self._max_server_wait = max_server_wait
         self._ban_cooldown = ban_cooldown
+        self._answers = AnswerReader(
+            limiter=limiter,
+            clock=self._clock,
+            max_server_wait=max_server_wait,
+            stats=self._stats,
+            emit=self._emit if on_event is not None else None,
+            halt=self._halt,
+            ban_cooldown=ban_cooldown,
+        )
         self._egress_name = egress if egress is not None else egress_name(base_url, proxy)
         # Joined at the first call, in the loop the session then belongs to.
         self._egress: Egress | None = None
@@ -731,7 +711,7 @@ class BybitSession:
             self._signed_headers(payload) if signed else self._headers,
             number,
         )
-        return self._classify(
+        return self._answers.read(
             method,
             path,
             status,
@@ -862,180 +842,13 @@ class BybitSession:
         if permit is not None:
             permit.release(sent=failure is None or failure.sent)
         if failure is not None and self._observed:
-            self._attempt_failed(method, path, number, failure, latency)
+            self._answers.failed(method, path, number, failure, latency)
         if failure is not None:
             # Raised outside the except clause, with aiohttp's error as the cause
             # but stripped of its frames, which hold the signed headers: a
             # traceback shown with its locals names the cause, not the signature.
             raise failure from frameless(failure.__cause__)
         return status, resp_headers, body, latency
-
-    def _attempt_failed(
-        self, method: str, path: str, number: int, failure: BybitError, latency: float
-    ) -> None:
-        reason = reason_of(failure)
-        if self._stats is not None:
-            self._stats.failed(path, reason)
-        if self._on_event is not None:
-            self._emit(
-                AttemptFailed(time.time(), method, path, number, reason, failure.sent, latency)
-            )
-
-    def _answered(
-        self,
-        method: str,
-        path: str,
-        number: int,
-        status: int,
-        ret_code: int | None,
-        latency: float,
-        ok: bool,
-        limit: int | None,
-        limit_status: int | None,
-        reset_at: int | None,
-    ) -> None:
-        if self._stats is not None:
-            self._stats.answered(path, status, ret_code, latency, ok, limit_status, limit, reset_at)
-        if self._on_event is not None:
-            self._emit(
-                AttemptAnswered(
-                    time.time(),
-                    method,
-                    path,
-                    number,
-                    status,
-                    ret_code,
-                    latency,
-                    limit_status,
-                    limit,
-                    ok,
-                )
-            )
-
-    def _classify(
-        self,
-        method: str,
-        path: str,
-        status: int,
-        resp_headers: Mapping[str, str],
-        body: bytes,
-        generation: int,
-        number: int,
-        latency: float,
-        key: str | None = None,
-    ) -> ApiResponse:
-        """Return the answer as an `ApiResponse`, or raise the error it means.
-
-        *key* is the budget the limiter is told the answer's limit headers
-        of (None: a public request, whose headers say nothing of a budget).
-        """
-        limit = int_header(resp_headers, "X-Bapi-Limit")
-        limit_status = int_header(resp_headers, "X-Bapi-Limit-Status")
-        reset_at = int_header(resp_headers, "X-Bapi-Limit-Reset-Timestamp")
-        retry_after: float | None = None
-        reset_in: float | None = None
-        if limit_status is not None and reset_at is not None:
-            # Late rather than early: the reset is in server time, known only so well.
-            clock = self._clock
-            reset_in = (reset_at - clock.now_ms() + clock.uncertainty_ms) / 1000
-            if limit_status == 0:
-                retry_after = max(0.0, reset_in)
-        observe = self._observe
-        if (
-            observe is not None
-            and key is not None
-            and (limit is not None or limit_status is not None)
-        ):
-            learned = limit
-            if learned is not None and not 1 <= learned <= MAX_LEARNED_LIMIT:
-                _log.debug("%s %s: X-Bapi-Limit %d ignored", method, path, learned)
-                learned = None
-            # A reset further ahead than the cap is not trusted to hold the endpoint.
-            if reset_in is not None and reset_in > self._max_server_wait:
-                reset_in = None
-            observe(key, limit_status, reset_in, learned)
-
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("%s %s attempt %d: HTTP %d", method, path, number, status)
-        ret_code: object = None
-        if status != 200:
-            if 300 <= status < 400:
-                error: BybitError = HTTPStatusError(
-                    status,
-                    body.decode("utf-8", "replace"),
-                    method=method,
-                    path=path,
-                    detail=redirect_detail(resp_headers.get("Location")),
-                )
-            else:
-                error = error_for_status(status, body, method=method, path=path)
-        else:
-            try:
-                envelope = orjson.loads(body)
-                ret_code = envelope["retCode"]
-                ret_msg = str(envelope.get("retMsg") or "")
-            except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
-                ret_code = None
-            if type(ret_code) is not int:
-                ret_code = None
-                error = InvalidResponseError(body, method=method, path=path)
-            elif ret_code == 0 or is_not_modified(path, ret_code, ret_msg):
-                if self._on_event is not None:
-                    self._answered(
-                        method,
-                        path,
-                        number,
-                        status,
-                        ret_code,
-                        latency,
-                        True,
-                        limit,
-                        limit_status,
-                        reset_at,
-                    )
-                elif self._stats is not None:  # the common case, without a call more
-                    self._stats.answered(
-                        path, status, ret_code, latency, True, limit_status, limit, reset_at
-                    )
-                return ApiResponse(
-                    ret_code,
-                    ret_msg,
-                    envelope.get("result"),
-                    envelope.get("retExtInfo"),
-                    envelope.get("time"),
-                    limit,
-                    limit_status,
-                    reset_at,
-                    ret_code == 0,
-                    number,
-                )
-            else:
-                api_error = error_for_ret_code(
-                    ret_code, ret_msg, envelope.get("retExtInfo"), method=method, path=path
-                )
-                api_error.clock_generation = generation
-                error = api_error
-        # Read on errors only: a success has nothing to wait for.
-        if retry_after is None and (header := int_header(resp_headers, "Retry-After")):
-            retry_after = float(header)
-        error.retry_after = retry_after
-        if self._observed:
-            self._answered(
-                method,
-                path,
-                number,
-                status,
-                cast("int | None", ret_code),
-                latency,
-                False,
-                limit,
-                limit_status,
-                reset_at,
-            )
-        if rule_for(error).halt:
-            _log.warning("%s %s: %s; halting for %.0f s", method, path, error, self._ban_cooldown)
-            self._halt(error)
-        raise error
 
     async def _sample_server_time(self) -> TimeSample:
         """Read the server's clock, timing the HTTP exchange alone, not the limiter's wait."""
@@ -1051,7 +864,7 @@ class BybitSession:
             http, permit, "GET", SERVER_TIME, url, b"", self._headers, 1
         )
         received = self._clock.local_ms()
-        resp = self._classify(
+        resp = self._answers.read(
             "GET", SERVER_TIME, status, headers, body, self._clock.generation, 1, latency
         )
         result = resp.result
