@@ -508,7 +508,7 @@ def measure_limits(config: Config) -> Json:
     log("limits: a 403 for one of 50 sessions")
     out["halt"] = run_on("asyncio", lambda: measure_halt(50, 6))
     requests = 2_000 if quick else 4_000
-    sweeps = 8 if quick else 40
+    sweeps = 8 if quick else 100
     log(f"limits: client CPU, limiter on vs off, {sweeps} sweeps of {requests} requests")
     out["cpu"] = run_on("asyncio", lambda: _cpu_sweeps(requests, sweeps))
     for name in ("vip", "pro", "lower", "unknown", "fleet"):
