@@ -33,6 +33,7 @@ limiter shared by several processes (`bybit_async.RedisLimiter`) can replace
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import time
@@ -206,33 +207,69 @@ class _Level:
 
     *room* is how many may be taken now: the limit less the permits in
     flight and those cooling down, kept as one count because it is read on
-    every request.  Permits that have cooled are counted back in batches
-    (`prune`), so *room* may understate what is free, never overstate it.
+    every request.  *cooling* holds the release times of the permits cooling
+    down, ascending; they are counted back in batches (`prune`), so *room*
+    may understate what is free, never overstate it.
 
     While *source* is ``"unknown"`` only requests in flight count (*room*
     is 1 less them): one at a time until an answer states the limit.
     Released permits still cool down, so that they count once the limit is
     known.
+
+    An endpoint's level is also the permit the session takes on every
+    request (`LocalLimiter._take`): its `release` gives back the endpoint's
+    permit and the one of *ip*, the IP level of *budget*, stamped with
+    *clock*.  The IP level's own *ip* is None.
     """
 
-    __slots__ = ("cooling", "hold", "lag", "limit", "margin", "room", "source", "unknown", "window")
+    __slots__ = (
+        "budget",
+        "clock",
+        "cooling",
+        "heard",
+        "hold",
+        "ip",
+        "lag",
+        "limit",
+        "margin",
+        "prune_at",
+        "room",
+        "source",
+        "unknown",
+        "window",
+    )
 
-    def __init__(self, limit: int, window: float, margin: float, source: LimitSource) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        margin: float,
+        source: LimitSource,
+        budget: IpBudget,
+        clock: Callable[[], float],
+        ip: _Level | None = None,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.margin = margin
         self.hold = window + margin
-        # A release prunes only once the oldest permit has been back this long:
-        # one prune per batch of permits instead of one per request, and at
-        # most an eighth of a window more kept in memory.
+        # Cooled permits are counted back at most once per lag: one prune per
+        # batch instead of one per request, and at most an eighth of a window
+        # more kept in memory.
         self.lag = self.hold / 8
+        self.prune_at = 0.0
         self.source: LimitSource = source
         # source == "unknown", kept as a flag: it is read on every release.
         self.unknown = source == "unknown"
         self.room = 1 if self.unknown else limit
-        # Times at which released permits come back; ascending, since releases
-        # are stamped with a monotonic clock and *hold* is fixed.
-        self.cooling: deque[float] = deque()
+        # Release times, not return times: the IP level and an endpoint's are
+        # stamped with the same float, which no release then has to make.
+        self.cooling: list[float] = []
+        # The last X-Bapi-Limit acted on (`LocalLimiter.observe`).
+        self.heard: int | None = None
+        self.budget = budget
+        self.clock = clock
+        self.ip = ip
 
     @property
     def in_flight(self) -> int:
@@ -244,11 +281,12 @@ class _Level:
     def prune(self, now: float) -> None:
         """Count back the permits that have cooled by *now*."""
         cooling = self.cooling
-        before = len(cooling)
-        while cooling and cooling[0] <= now:
-            cooling.popleft()
-        if not self.unknown:
-            self.room += before - len(cooling)
+        back = bisect.bisect_right(cooling, now - self.hold)
+        if back:
+            del cooling[:back]
+            if not self.unknown:
+                self.room += back
+        self.prune_at = now + self.lag
 
     def free(self, now: float) -> int:
         self.prune(now)
@@ -264,53 +302,55 @@ class _Level:
     def next_return(self) -> float | None:
         if self.unknown:
             return None  # only an answer opens it
-        return self.cooling[0] if self.cooling else None
+        return self.cooling[0] + self.hold if self.cooling else None
+
+    def release(self, sent: bool = True) -> None:
+        """Give back one permit of this level and one of *ip*: see `Permit.release`.
+
+        Unlike a `Permit`'s, it must be called once only: the session calls
+        it for the level `LocalLimiter._take` gave it, and a `_LocalPermit`
+        for its own.
+        """
+        ip = self.ip
+        if sent:
+            # In flight until now, cooling from now: the room stays as it is.
+            now = self.clock()
+            self.cooling.append(now)
+            if now > self.prune_at:
+                self.prune(now)
+            if ip is not None:
+                ip.cooling.append(now)
+                if now > ip.prune_at:
+                    ip.prune(now)
+            if self.unknown:  # only requests in flight count
+                self.room += 1
+        else:
+            self.room += 1
+            if ip is not None:
+                ip.room += 1
+        budget = self.budget
+        if budget._waiting:
+            budget._dispatch()
 
 
 class _LocalPermit:
-    # No __init__: made on every request, and a class without one is called
-    # without a Python frame (cheaper than object.__new__, which checks its
-    # argument); the limiter sets both slots (_permit).
-    __slots__ = ("_endpoint", "_limiter")
+    # No __init__: a class without one is called without a Python frame
+    # (cheaper than object.__new__, which checks its argument).
+    __slots__ = ("_level",)
 
-    _limiter: LocalLimiter | None
-    _endpoint: _Level | None
+    # The level to release: an endpoint's (with the IP's), or the IP's alone.
+    _level: _Level | None
 
     def release(self, sent: bool = True) -> None:
-        limiter, self._limiter = self._limiter, None
-        if limiter is None:
-            return
-        # The limiter's side of a release, here rather than in a method of
-        # its own: this runs on every request, and one call is cheaper than two.
-        endpoint = self._endpoint
-        ip = limiter._ip
-        if sent:
-            # In flight until now, cooling from now: the room stays as it is.
-            now = limiter._clock()
-            cooling = ip.cooling
-            cooling.append(now + ip.hold)
-            if cooling[0] < now - ip.lag:
-                ip.prune(now)
-            if endpoint is not None:
-                cooling = endpoint.cooling
-                cooling.append(now + endpoint.hold)
-                if cooling[0] < now - endpoint.lag:
-                    endpoint.prune(now)
-                if endpoint.unknown:  # only requests in flight count
-                    endpoint.room += 1
-        else:
-            ip.room += 1
-            if endpoint is not None:
-                endpoint.room += 1
-        if limiter._ip_budget._waiting:
-            limiter._ip_budget._dispatch()
+        level, self._level = self._level, None
+        if level is not None:
+            level.release(sent)
 
 
-def _permit(limiter: LocalLimiter, endpoint: _Level | None) -> _LocalPermit:
-    """A permit of *limiter* and *endpoint* (None: the IP's alone)."""
+def _permit(level: _Level) -> _LocalPermit:
+    """A permit of *level* (an endpoint's, with the IP's, or the IP's alone)."""
     permit = _LocalPermit()
-    permit._limiter = limiter
-    permit._endpoint = endpoint
+    permit._level = level
     return permit
 
 
@@ -354,11 +394,11 @@ class IpBudget:
     ) -> None:
         _check_limit("the IP", limit)
         _check_window("window", window)
-        self._level = _Level(limit, window, margin, "configured")
-        self._clock = clock
-        self._seq = itertools.count()
         # The limiters with calls waiting, in no particular order.
         self._waiting: dict[LocalLimiter, None] = {}
+        self._level = _Level(limit, window, margin, "configured", self, clock)
+        self._clock = clock
+        self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
@@ -514,6 +554,9 @@ class LocalLimiter:
             return
         self._ip_budget = budget
         self._ip = budget._level
+        for level in self._endpoints.values():
+            level.budget = budget
+            level.ip = budget._level
 
     def limit_in_force(self, key: str) -> LimitInForce:
         """Return budget *key*'s limit now and where it came from."""
@@ -546,32 +589,41 @@ class LocalLimiter:
         wait): then `acquire` queues it.  A request that is not *signed*
         needs an IP permit only.
         """
-        if path in self._queues:
+        level = self._take(path, signed)
+        if level is None:
+            return None
+        return _permit(level)
+
+    def _take(self, key: str, signed: bool = True) -> _Level | None:
+        """`try_acquire` without the permit: the level taken from, to release once.
+
+        What the session calls on every request (its permit is released
+        exactly once): one object fewer made and freed per request.  The
+        level is *key*'s, or the IP's when the request is not *signed*.
+        """
+        if key in self._queues:
             return None
         ip = self._ip
-        endpoint: _Level | None = None
-        # This runs on every request.  A level's room, with cooled permits
-        # counted back only in batches, can only understate what is free: a
-        # level with room has it, and only one without needs the clock and
-        # the pruning (_Level.free).
+        # A level's room, with cooled permits counted back only in batches,
+        # can only understate what is free: a level with room has it, and
+        # only one without needs the clock and the pruning (_Level.free).
         if ip.room <= 0 and ip.free(self._clock()) <= 0:
             return None
         if signed:
-            endpoint = self._endpoints.get(path)
-            if endpoint is None:
-                endpoint = self._endpoint(path)
-            if endpoint.room <= 0 and endpoint.free(self._clock()) <= 0:
+            level = self._endpoints.get(key)
+            if level is None:
+                level = self._endpoint(key)
+            if level.room <= 0 and level.free(self._clock()) <= 0:
                 return None
-        if self._blocked_until and self._blocked(path, self._clock()):
+            if self._blocked_until and self._blocked(key, self._clock()):
+                return None
+            level.room -= 1
+            ip.room -= 1
+            return level
+        if self._blocked_until and self._blocked(key, self._clock()):
             return None
-        if endpoint is not None:
-            endpoint.room -= 1
         ip.room -= 1
-        # _permit, written out: one Python frame fewer per request.
-        permit = _LocalPermit()
-        permit._limiter = self
-        permit._endpoint = endpoint
-        return permit
+        return ip
 
     async def acquire(self, path: str, *, signed: bool = True) -> Permit:
         """Wait for a permit of budget *path* and of the IP limit, taken together.
@@ -609,12 +661,9 @@ class LocalLimiter:
             level = self._endpoints.get(path)
             if level is None:
                 level = self._endpoint(path)
-            if level.source != "configured" and (level.limit != limit or level.source != "learned"):
-                opened = level.unknown or limit > level.limit
-                level.set_limit(limit)
-                level.source = "learned"
-                if opened and self._ip_budget._waiting:
-                    self._ip_budget._dispatch()
+            # Most answers state the limit the last one did: one comparison.
+            if limit != level.heard:
+                self._learn(level, limit)
         if remaining == 0 and reset_in is not None and reset_in > 0:
             # Requests sent after the reset may still arrive with the window's
             # last ones, by the same few milliseconds as a permit's margin.
@@ -623,6 +672,17 @@ class LocalLimiter:
                 self._blocked_until[path] = until
 
     # -- internals -------------------------------------------------------------
+
+    def _learn(self, level: _Level, limit: int) -> None:
+        """Make *limit*, stated by an answer, *level*'s limit unless one is configured."""
+        level.heard = limit
+        if level.source == "configured":
+            return
+        opened = level.unknown or limit > level.limit
+        level.set_limit(limit)
+        level.source = "learned"
+        if opened and self._ip_budget._waiting:
+            self._ip_budget._dispatch()
 
     def _endpoint(self, key: str) -> _Level:
         level = self._endpoints.get(key)
@@ -637,7 +697,15 @@ class LocalLimiter:
         if budget is None:
             budget = EndpointLimit(1, limits.window)
             source = "unknown"
-        level = self._endpoints[key] = _Level(budget.limit, budget.window, limits.margin, source)
+        level = self._endpoints[key] = _Level(
+            budget.limit,
+            budget.window,
+            limits.margin,
+            source,
+            self._ip_budget,
+            self._clock,
+            self._ip,
+        )
         return level
 
     def _blocked(self, path: str, now: float) -> bool:
@@ -656,10 +724,12 @@ class LocalLimiter:
         return endpoint is None or endpoint.free(now) > 0
 
     def _grant(self, endpoint: _Level | None) -> Permit:
-        if endpoint is not None:
-            endpoint.room -= 1
-        self._ip.room -= 1
-        return _permit(self, endpoint)
+        ip = self._ip
+        ip.room -= 1
+        if endpoint is None:
+            return _permit(ip)
+        endpoint.room -= 1
+        return _permit(endpoint)
 
 
 # -- one IP budget per egress, per event loop -----------------------------------

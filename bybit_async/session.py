@@ -301,9 +301,12 @@ class BybitSession:
         self._signer = signer
         self._limiter = limiter
         # A limiter may grant at once without a coroutine (LocalLimiter and
-        # RedisLimiter do).
-        self._try_acquire: Callable[[str, bool], Permit | None] | None = getattr(
-            limiter, "try_acquire", None
+        # RedisLimiter do).  LocalLimiter's _take grants without making a
+        # permit object: the session releases each permit exactly once.
+        self._try_acquire: Callable[[str, bool], Permit | None] | None = (
+            limiter._take
+            if type(limiter) is LocalLimiter  # a subclass may grant its own way
+            else getattr(limiter, "try_acquire", None)
         )
         self._proxy = proxy
         self._max_connections = max_connections
@@ -840,7 +843,8 @@ class BybitSession:
         del headers
         latency = time.perf_counter() - started
         if permit is not None:
-            permit.release(sent=failure is None or failure.sent)
+            # Positional, as the protocol allows: a keyword costs on every request.
+            permit.release(failure is None or failure.sent)
         if failure is not None and self._observed:
             self._answers.failed(method, path, number, failure, latency)
         if failure is not None:

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from bybit_async import (
+    BybitAPIError,
     BybitSession,
     ForbiddenError,
     LocalLimiter,
@@ -443,6 +444,46 @@ async def test_a_permit_to_be_had_at_once_is_taken_without_waiting_in_the_limite
             await session.set_auto_add_margin("S0009USDT", True)
             assert Counting.queued == 1  # the third waits for a permit to come back
             assert session.stats().limiter_wait.count == 4
+
+
+async def test_a_session_gives_each_permit_back_once_however_its_attempt_ends() -> None:
+    # The session takes LocalLimiter's permits without a permit object and
+    # releases each exactly once: a release missed leaves a permit in flight
+    # for good, one made twice gives back a permit that was never taken.
+    held = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["symbol"] == "HELD":
+            held.set()
+            await asyncio.Event().wait()  # until the call is cancelled
+        return envelope(10001 if body["symbol"] == "BAD" else 0)
+
+    server = HostileServer()
+    server.handler = handler
+    await server.start()
+    clock = FakeClock()  # nothing cools down while the test runs
+    limiter = LocalLimiter(
+        RateLimits(ip_limit=50, endpoints={PATH: 5}), clock=clock, ip=IpBudget(50, clock=clock)
+    )
+    try:
+        async with BybitSession(
+            "k", "s", base_url=server.url, limiter=limiter, max_retries=0
+        ) as session:
+            await session.set_auto_add_margin("OK", True)  # answered
+            with pytest.raises(BybitAPIError):
+                await session.set_auto_add_margin("BAD", True)  # answered with an error
+            call = asyncio.ensure_future(session.set_auto_add_margin("HELD", True))
+            await held.wait()
+            call.cancel()  # cancelled after it was sent
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            endpoint = limiter._endpoints[PATH]
+            assert endpoint.in_flight == 0
+            assert limiter._ip.in_flight == 0
+            assert limiter.available(PATH) == 5 - 3  # three sent, all still cooling
+    finally:
+        await server.stop()
 
 
 class OldProtocolLimiter:
