@@ -281,7 +281,15 @@ class _Level:
     def prune(self, now: float) -> None:
         """Count back the permits that have cooled by *now*."""
         cooling = self.cooling
-        back = bisect.bisect_right(cooling, now - self.hold)
+        hold = self.hold
+        back = bisect.bisect_right(cooling, now - hold)
+        # A permit is back when its release time plus *hold* has come, as
+        # next_return says and the dispatch timer waits for; now - hold may
+        # round to either side of a release time, so the edge is set by that sum.
+        while back < len(cooling) and cooling[back] + hold <= now:
+            back += 1
+        while back and cooling[back - 1] + hold > now:
+            back -= 1
         if back:
             del cooling[:back]
             if not self.unknown:
@@ -488,9 +496,10 @@ class LocalLimiter:
 
     *limits* are the limits to keep; *clock* is the monotonic clock permits
     are timed with (seconds).  *ip* is the IP budget to take IP permits from
-    (None: one of its own, from *limits*); a session replaces its own with
-    the process's budget for its egress (`share_ip`) before its first
-    request.  All its methods must be called from one event loop.
+    (None: one of its own, from *limits*, on *clock*; one given must keep
+    the same clock); a session replaces its own with the process's budget
+    for its egress (`share_ip`) before its first request.  All its methods
+    must be called from one event loop.
     """
 
     __slots__ = (
@@ -542,10 +551,15 @@ class LocalLimiter:
     def share_ip(self, budget: IpBudget) -> None:
         """Take IP permits from *budget* from now on.
 
-        A no-op when the constructor was given a budget, or once the limiter
-        has been used: permits out stay counted where they were taken.
+        A no-op when the constructor was given a budget, when *budget* keeps
+        another clock (its permits and this limiter's would not be timed
+        alike), or once the limiter has been used: permits out stay counted
+        where they were taken.
         """
         if self._ip_given or budget is self._ip_budget:
+            return
+        if budget._clock is not self._clock:
+            _log.debug("LocalLimiter on a clock of its own; keeps its own IP budget")
             return
         if self._ip.room != self._ip.limit or self._queues:
             # Already in use (by a session of another egress): switching now

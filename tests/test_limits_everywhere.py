@@ -287,6 +287,21 @@ async def test_sessions_of_one_egress_share_the_ip_permits() -> None:
         assert sim.max_in_window(None, 1.0) <= 6
 
 
+async def test_a_limiter_on_a_clock_of_its_own_keeps_an_ip_budget_of_its_own() -> None:
+    # The process's budget is timed with time.monotonic: permits stamped on
+    # another clock would be counted back at the wrong times there.
+    clock = FakeClock()
+    limiter = LocalLimiter(RateLimits(), clock=clock)
+    own = limiter.ip
+    async with (
+        BybitSimulator(instruments=None) as sim,
+        BybitSession(sim.api_key, sim.api_secret, base_url=sim.url, limiter=limiter) as session,
+    ):
+        await session.set_auto_add_margin("S0000USDT", True)
+        assert limiter.ip is own
+        assert own.free() == own.limit - 2  # the clock sync and the call
+
+
 async def test_another_egress_gets_a_budget_of_its_own() -> None:
     async with BybitSimulator(instruments=None) as sim:
         one = BybitSession(sim.api_key, sim.api_secret, base_url=sim.url)

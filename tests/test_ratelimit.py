@@ -93,6 +93,24 @@ async def test_a_permit_comes_back_one_window_after_release() -> None:
     assert lim.available(PATH) == 10
 
 
+async def test_a_permit_is_back_at_the_very_return_time_its_level_reports() -> None:
+    # The timer that wakes waiting calls is set for the return time the level
+    # reports (release time plus the hold).  At that time the permit must be
+    # back, also where (release + hold) - hold rounds below the release time:
+    # else the timer finds nothing back, sets no new one, and the calls wait on.
+    hold = 1.0 + 0.01
+    released = next(r for r in (1 + k * 1e-4 for k in range(10_000)) if (r + hold) - hold < r)
+    clock = FakeClock()
+    clock.now = released
+    lim = limiter(clock)
+    for permit in [done_without_waiting(lim.acquire(PATH)) for _ in range(10)]:
+        permit.release()
+    returns_at = lim._endpoints[PATH].next_return()
+    assert returns_at == released + hold
+    clock.now = returns_at
+    assert lim.available(PATH) == 10
+
+
 async def test_a_permit_not_sent_comes_back_at_once_and_wakes_the_next_caller() -> None:
     lim = limiter(FakeClock())
     permits = [done_without_waiting(lim.acquire(PATH)) for _ in range(10)]
