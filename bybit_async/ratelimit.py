@@ -282,14 +282,9 @@ class _Level:
         """Count back the permits that have cooled by *now*."""
         cooling = self.cooling
         hold = self.hold
-        back = bisect.bisect_right(cooling, now - hold)
-        # A permit is back when its release time plus *hold* has come, as
-        # next_return says and the dispatch timer waits for; now - hold may
-        # round to either side of a release time, so the edge is set by that sum.
-        while back < len(cooling) and cooling[back] + hold <= now:
-            back += 1
-        while back and cooling[back - 1] + hold > now:
-            back -= 1
+        # Back when release + hold has come, the sum next_return reports and the
+        # dispatch timer waits for (now - hold may round to either side of it).
+        back = bisect.bisect_right(cooling, now, key=lambda released: released + hold)
         if back:
             del cooling[:back]
             if not self.unknown:
@@ -402,11 +397,11 @@ class IpBudget:
     ) -> None:
         _check_limit("the IP", limit)
         _check_window("window", window)
-        # The limiters with calls waiting, in no particular order.
-        self._waiting: dict[LocalLimiter, None] = {}
         self._level = _Level(limit, window, margin, "configured", self, clock)
         self._clock = clock
         self._seq = itertools.count()
+        # The limiters with calls waiting, in no particular order.
+        self._waiting: dict[LocalLimiter, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
